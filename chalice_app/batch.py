@@ -1,0 +1,142 @@
+"""One parsed batch held in memory: indexed by id, with sorted and filtered views computed once.
+
+Pure Python, no AWS: the store builds a Batch from the bytes it read, and every request is then
+answered from these structures. Sort orders and filters are cached per batch, so a request does
+no work proportional to the batch size once its view exists.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+from chalice_app.contract import ID_PATTERN, is_valid_date
+
+# Bounded so a client cycling through many q values cannot grow a container's memory without end.
+MAX_CACHED_VIEWS = 64
+
+
+class BatchContractError(ValueError):
+    """The stored document breaks the S3 contract (not the reader's fault, nor the client's)."""
+
+
+class Batch:
+    """A validated batch document with an id index and cached views."""
+
+    __slots__ = (
+        "_haystacks",
+        "_sort_orders",
+        "_views",
+        "date",
+        "field_names",
+        "fields",
+        "generated_at",
+        "index",
+        "items",
+        "model",
+        "source_etag",
+    )
+
+    def __init__(self, doc: Any, source_etag: str = "") -> None:
+        if not isinstance(doc, dict):
+            raise BatchContractError("batch is not a JSON object")
+        items = doc.get("predictions")
+        if not isinstance(items, list):
+            raise BatchContractError("batch has no 'predictions' list")
+        date = doc.get("date")
+        if not is_valid_date(date):
+            raise BatchContractError(f"batch 'date' is not YYYY-MM-DD: {date!r:.40}")
+        index: dict[str, int] = {}
+        names: dict[str, None] = {}
+        match = ID_PATTERN.fullmatch
+        for pos, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise BatchContractError(f"prediction #{pos} is not an object")
+            pid = item.get("id")
+            if not isinstance(pid, str) or match(pid) is None:
+                raise BatchContractError(f"prediction #{pos} has an invalid id")
+            if pid in index:
+                raise BatchContractError(f"prediction #{pos} repeats id {pid!r}")
+            index[pid] = pos
+            names.update(dict.fromkeys(item))
+        self.date: str = date
+        self.generated_at = doc.get("generated_at")
+        self.model = doc.get("model")
+        self.fields = doc.get("fields")
+        self.items: list[dict] = items
+        self.index = index
+        self.field_names: frozenset[str] = frozenset(names)
+        self.source_etag = source_etag
+        self._views: OrderedDict[tuple, list[int] | range] = OrderedDict()
+        self._sort_orders: dict[tuple[str, bool], list[int]] = {}
+        self._haystacks: list[str] | None = None
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def metadata(self) -> dict:
+        return {"date": self.date, "model": self.model, "generated_at": self.generated_at}
+
+    def get(self, pid: str) -> dict | None:
+        pos = self.index.get(pid)
+        return None if pos is None else self.items[pos]
+
+    def view(self, sort: str | None, descending: bool, q: str | None) -> list[int] | range:
+        """Positions of the matching items in the requested order; cached per (sort, order, q)."""
+        key = (sort, descending, q)
+        found = self._views.get(key)
+        if found is not None:
+            self._views.move_to_end(key)
+            return found
+        if sort is None:
+            order: list[int] | range = range(len(self.items))
+            if descending:
+                order = range(len(self.items) - 1, -1, -1)
+        else:
+            order = self._sorted(sort, descending)
+        if q:
+            hay = self._haystack()
+            needle = q.casefold()
+            order = [p for p in order if needle in hay[p]]
+        self._views[key] = order
+        if len(self._views) > MAX_CACHED_VIEWS:
+            self._views.popitem(last=False)
+        return order
+
+    def _sorted(self, field: str, descending: bool) -> list[int]:
+        key = (field, descending)
+        order = self._sort_orders.get(key)
+        if order is None:
+            if descending:
+                ascending = self._sorted(field, False)
+                present = sum(1 for p in ascending if self.items[p].get(field) is not None)
+                # Nulls stay last in both directions: reverse only the part with values.
+                order = ascending[present - 1 :: -1] + ascending[present:] if present else ascending
+            else:
+                order = self._sort_ascending(field)
+            self._sort_orders[key] = order
+        return order
+
+    def _sort_ascending(self, field: str) -> list[int]:
+        items = self.items
+
+        def key(pos: int) -> tuple:
+            value = items[pos].get(field)
+            # Mixed types must still order deterministically: numbers, then booleans, then text.
+            if value is None:
+                return (3, 0)
+            if isinstance(value, bool):
+                return (1, value)
+            if isinstance(value, (int, float)):
+                return (0, value)
+            return (2, str(value))
+
+        return sorted(range(len(items)), key=key)
+
+    def _haystack(self) -> list[str]:
+        if self._haystacks is None:
+            self._haystacks = [
+                "\x00".join(v for v in item.values() if isinstance(v, str)).casefold()
+                for item in self.items
+            ]
+        return self._haystacks

@@ -1,0 +1,202 @@
+"""The API (v1): every route, its parameters and its answers. See README "The API"."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+from chalice import Chalice, Response
+
+from chalice_app import __version__, container
+from chalice_app.contract import ID_PATTERN, is_valid_date
+from chalice_app.cursor import Cursor, CursorError
+from chalice_app.logs import log_event
+from chalice_app.responses import ApiError, error_response, json_response
+from chalice_app.store import Answer, BatchNotFound, StoreUnavailable
+
+app = Chalice(app_name="predictions")
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 500
+MAX_Q_LENGTH = 200
+PAGE_PARAMS = ("limit", "cursor", "sort", "order", "q")
+STALE_HEADER = "X-Predictions-Stale"
+
+
+def _query() -> dict[str, str]:
+    """Single-valued query parameters; unknown or repeated ones are a 400, not ignored."""
+    params = app.current_request.query_params
+    if not params:
+        return {}
+    out = {}
+    for name in params:
+        if name not in PAGE_PARAMS:
+            raise ApiError(400, "unknown_parameter",
+                           f"unknown query parameter {name[:40]!r}; accepted: {', '.join(PAGE_PARAMS)}")
+        values = params.getlist(name)
+        if len(values) > 1:
+            raise ApiError(400, "repeated_parameter", f"query parameter {name!r} given {len(values)} times")
+        out[name] = values[0]
+    return out
+
+
+def _if_none_match() -> str | None:
+    headers = app.current_request.headers
+    return headers.get("if-none-match") if headers else None
+
+
+def _cache_headers(answer: Answer, max_age: int) -> tuple[str, dict]:
+    if answer.stale:
+        # A stale copy must not be cached for long: S3 may be back in seconds.
+        ttl = container.settings().retry_after
+        return f"public, max-age={ttl}", {STALE_HEADER: "true"}
+    return f"public, max-age={max_age}", {}
+
+
+def _check_date(date: str) -> None:
+    if date != "latest" and not is_valid_date(date):
+        raise ApiError(400, "invalid_date", f"date must be YYYY-MM-DD or 'latest', got {date[:40]!r}")
+
+
+def api_view(view: Callable[..., Response]) -> Callable[..., Response]:
+    """Turn every failure of a route into the API's JSON error shape."""
+
+    @functools.wraps(view)
+    def wrapper(*args: str, **kwargs: str) -> Response:
+        try:
+            if not container.settings().bucket:
+                raise ApiError(503, "not_configured", "PREDICTIONS_BUCKET is not set for this stage",
+                               {"Retry-After": str(container.settings().retry_after)})
+            return view(*args, **kwargs)
+        except ApiError as exc:
+            return error_response(exc)
+        except BatchNotFound as exc:
+            what = "no batch has been published yet" if str(exc) == "latest" else f"no batch for {exc}"
+            return error_response(ApiError(404, "batch_not_found", what))
+        except StoreUnavailable:
+            retry = str(container.settings().retry_after)
+            return error_response(ApiError(503, "storage_unavailable",
+                                           "predictions cannot be read right now; retry shortly",
+                                           {"Retry-After": retry}))
+        except Exception as exc:  # noqa: BLE001 - the last line of defence: never a traceback
+            log_event("unhandled_error", error=type(exc).__name__, detail=str(exc)[:500])
+            return error_response(ApiError(500, "internal_error", "internal error"))
+
+    return wrapper
+
+
+@app.middleware("http")
+def _count_invocations(event, get_response) -> Response:  # noqa: ANN001 - Chalice middleware
+    container.note_invocation(container.begin_invocation())
+    response = get_response(event)
+    origin = container.settings().cors_origin
+    if origin:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Vary"] = "Origin"
+    return response
+
+
+@app.route("/health", methods=["GET"])
+@api_view
+def health() -> Response:
+    cfg = container.settings()
+    return json_response(
+        {"status": "ok", "version": __version__, "stage": cfg.stage, "cold": container.last_cold()},
+        cache_control="no-store",
+    )
+
+
+@app.route("/predictions", methods=["GET"])
+@api_view
+def list_dates() -> Response:
+    _query_none()
+    store = container.store()
+    dates = store.dates()
+    latest = store.latest_date()
+    merged = Answer(None, dates.stale or latest.stale)
+    cache_control, extra = _cache_headers(merged, container.settings().latest_max_age)
+    return json_response({"latest": latest.value, "dates": dates.value}, cache_control=cache_control,
+                         if_none_match=_if_none_match(), extra_headers=extra)
+
+
+def _query_none() -> None:
+    params = app.current_request.query_params
+    if params:
+        raise ApiError(400, "unknown_parameter", "this route takes no query parameters")
+
+
+def _page_params(params: dict[str, str], date: str) -> tuple[Cursor, int]:
+    raw_limit = params.get("limit", str(DEFAULT_LIMIT))
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
+        raise ApiError(400, "invalid_limit", f"limit must be an integer from 1 to {MAX_LIMIT}")
+    order = params.get("order", "asc")
+    if order not in ("asc", "desc"):
+        raise ApiError(400, "invalid_order", "order must be 'asc' or 'desc'")
+    q = params.get("q") or None
+    if q is not None and len(q) > MAX_Q_LENGTH:
+        raise ApiError(400, "invalid_q", f"q must be at most {MAX_Q_LENGTH} characters")
+    wanted = Cursor(date, 0, params.get("sort") or None, order == "desc", q)
+    raw_cursor = params.get("cursor")
+    if not raw_cursor:
+        return wanted, int(raw_limit)
+    try:
+        cursor = Cursor.decode(raw_cursor)
+    except CursorError as exc:
+        raise ApiError(400, "invalid_cursor", str(exc)) from None
+    # A cursor carries its own view; a request that also names one must name the same.
+    for name in ("sort", "q"):
+        if name in params and (params[name] or None) != getattr(cursor, name):
+            raise ApiError(400, "invalid_cursor", f"cursor was made for a different {name}")
+    if "order" in params and wanted.descending != cursor.descending:
+        raise ApiError(400, "invalid_cursor", "cursor was made for a different order")
+    if date != "latest" and cursor.date != date:
+        raise ApiError(400, "invalid_cursor", "cursor was made for another date")
+    return cursor, int(raw_limit)
+
+
+@app.route("/predictions/{date}", methods=["GET"])
+@api_view
+def get_batch(date: str) -> Response:
+    _check_date(date)
+    cursor, limit = _page_params(_query(), date)
+    store = container.store()
+    # A cursor pins its batch, so a walk of 'latest' survives a newer batch being published.
+    answer = store.resolve(cursor.date)
+    batch = answer.value
+    if cursor.sort is not None and cursor.sort not in batch.field_names:
+        known = ", ".join(sorted(batch.field_names)[:20])
+        raise ApiError(400, "invalid_sort", f"sort must be a field of this batch ({known})")
+    view = batch.view(cursor.sort, cursor.descending, cursor.q)
+    start = cursor.offset
+    if start > len(view):
+        raise ApiError(400, "invalid_cursor", "cursor points past the end of this batch")
+    end = start + limit
+    items = [batch.items[p] for p in view[start:end]]
+    next_cursor = None
+    if end < len(view):
+        next_cursor = Cursor(batch.date, end, cursor.sort, cursor.descending, cursor.q).encode()
+    max_age = container.settings().latest_max_age if date == "latest" else container.settings().batch_max_age
+    cache_control, extra = _cache_headers(answer, max_age)
+    payload = {**batch.metadata(), "count": len(view), "total": len(batch), "items": items,
+               "next_cursor": next_cursor}
+    return json_response(payload, cache_control=cache_control, if_none_match=_if_none_match(),
+                         extra_headers=extra)
+
+
+@app.route("/predictions/{date}/{pid}", methods=["GET"])
+@api_view
+def get_prediction(date: str, pid: str) -> Response:
+    _check_date(date)
+    if ID_PATTERN.fullmatch(pid) is None:
+        raise ApiError(400, "invalid_id", "id must match ^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+    _query_none()
+    answer = container.store().resolve(date)
+    batch = answer.value
+    prediction = batch.get(pid)
+    if prediction is None:
+        raise ApiError(404, "prediction_not_found", f"no prediction {pid!r} in the batch of {batch.date}")
+    max_age = container.settings().latest_max_age if date == "latest" else container.settings().batch_max_age
+    cache_control, extra = _cache_headers(answer, max_age)
+    payload = {"date": batch.date, "model": batch.model, "prediction": prediction}
+    return json_response(payload, cache_control=cache_control, if_none_match=_if_none_match(),
+                         extra_headers=extra)

@@ -1,0 +1,82 @@
+"""Settings of one stage, read once per container from the environment.
+
+`.chalice/config.json` sets the environment per stage; only PREDICTIONS_BUCKET is required,
+everything else has a default documented in the README ("Settings").
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+from chalice_app.contract import DEFAULT_PREFIX, normalize_prefix
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used; the message names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    bucket: str = ""
+    prefix: str = DEFAULT_PREFIX
+    stage: str = "local"
+    # How long the pointer and the date listing are trusted before a conditional GET.
+    pointer_ttl: float = 30.0
+    # Batches are immutable by contract; revalidation only catches a --force republish.
+    batch_ttl: float = 300.0
+    max_cached_batches: int = 8
+    latest_max_age: int = 60
+    batch_max_age: int = 3600
+    s3_connect_timeout: float = 1.0
+    s3_read_timeout: float = 2.0
+    s3_max_attempts: int = 2
+    retry_after: int = 5
+    cors_origin: str = ""
+
+
+# Environment variable -> field. One table so the README, the code and the tests agree.
+ENV_VARS: dict[str, str] = {
+    "PREDICTIONS_BUCKET": "bucket",
+    "PREDICTIONS_PREFIX": "prefix",
+    "STAGE": "stage",
+    "POINTER_TTL_SECONDS": "pointer_ttl",
+    "BATCH_TTL_SECONDS": "batch_ttl",
+    "MAX_CACHED_BATCHES": "max_cached_batches",
+    "LATEST_MAX_AGE_SECONDS": "latest_max_age",
+    "BATCH_MAX_AGE_SECONDS": "batch_max_age",
+    "S3_CONNECT_TIMEOUT_SECONDS": "s3_connect_timeout",
+    "S3_READ_TIMEOUT_SECONDS": "s3_read_timeout",
+    "S3_MAX_ATTEMPTS": "s3_max_attempts",
+    "RETRY_AFTER_SECONDS": "retry_after",
+    "CORS_ALLOW_ORIGIN": "cors_origin",
+}
+
+_TYPES = {f.name: f.type for f in fields(Settings)}
+
+
+def _convert(env_name: str, field: str, raw: str) -> object:
+    kind = _TYPES[field]
+    if kind == "str":
+        return raw.strip()
+    try:
+        value = int(raw) if kind == "int" else float(raw)
+    except ValueError:
+        raise SettingsError(f"{env_name}={raw!r}: expected a {kind} number") from None
+    if value < 0 or (field == "s3_max_attempts" and value < 1):
+        raise SettingsError(f"{env_name}={raw!r}: must be positive")
+    return value
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Settings from the environment; unset or empty variables keep their defaults."""
+    env = os.environ if env is None else env
+    values: dict[str, object] = {}
+    for env_name, field in ENV_VARS.items():
+        raw = env.get(env_name, "")
+        if raw.strip():
+            values[field] = _convert(env_name, field, raw)
+    if "prefix" in values:
+        values["prefix"] = normalize_prefix(str(values["prefix"]))
+    return Settings(**values)

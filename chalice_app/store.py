@@ -1,0 +1,200 @@
+"""The prediction store: what S3 holds, cached per container.
+
+Batches are parsed once and kept (a bounded LRU); the pointer, the date listing and every batch
+are trusted for a TTL, then revalidated with a conditional GET (a 304 keeps the parsed copy).
+When the source fails, the last good copy is served and marked stale; only when nothing cached
+can answer does the caller get StoreUnavailable (the API turns it into a 503).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from chalice_app.batch import Batch, BatchContractError
+from chalice_app.contract import batch_key, is_valid_date, pointer_key
+from chalice_app.logs import log_event
+from chalice_app.sources import CorruptObject, Fetched, NotFound, Source, SourceUnavailable
+
+T = TypeVar("T")
+
+# After a failed revalidation, wait this long before asking the source again, so that an S3
+# outage costs one slow request every few seconds rather than every request.
+FAULT_BACKOFF_SECONDS = 5.0
+MAX_NEGATIVE_ENTRIES = 256
+
+
+class BatchNotFound(Exception):
+    """No batch for that date (or none at all for 'latest')."""
+
+
+class StoreUnavailable(Exception):
+    """The source failed and nothing cached can answer."""
+
+    def __init__(self, reason: str, code: str) -> None:
+        super().__init__(reason)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Answer(Generic[T]):
+    value: T
+    stale: bool = False  # served from cache because the source failed
+    hit: bool = False  # answered without reading the object again
+
+
+_MISSING = object()
+
+
+@dataclass
+class _Entry:
+    value: Any
+    etag: str | None
+    fresh_until: float
+    stale: bool = False
+
+
+class PredictionStore:
+    """Reads batches and the pointer from a Source, with the per-container cache."""
+
+    def __init__(
+        self,
+        source: Source,
+        prefix: str,
+        *,
+        pointer_ttl: float = 30.0,
+        batch_ttl: float = 300.0,
+        max_batches: int = 8,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.source = source
+        self.prefix = prefix
+        self.pointer_ttl = pointer_ttl
+        self.batch_ttl = batch_ttl
+        self.max_batches = max(1, max_batches)
+        self.clock = clock
+        self._lock = threading.RLock()
+        self._meta: dict[str, _Entry] = {}
+        self._batches: OrderedDict[str, _Entry] = OrderedDict()
+
+    # -- public -----------------------------------------------------------------------------
+
+    def dates(self) -> Answer[list[str]]:
+        """Every published date, newest first."""
+        return self._cached(self._meta, "dates", self.pointer_ttl,
+                            lambda etag: self.source.list_dates(self.prefix), lambda v: v)
+
+    def latest_date(self) -> Answer[str | None]:
+        """The pointer's date; without a pointer, the newest dated batch; None when empty."""
+        try:
+            pointer = self._cached(self._meta, "pointer", self.pointer_ttl,
+                                   lambda etag: self.source.get(pointer_key(self.prefix), etag),
+                                   _parse_pointer)
+        except (NotFound, StoreUnavailable) as exc:
+            if isinstance(exc, StoreUnavailable) and exc.code != "contract":
+                raise
+            listing = self.dates()
+            return Answer(listing.value[0] if listing.value else None, listing.stale, listing.hit)
+        return pointer
+
+    def batch(self, date: str) -> Answer[Batch]:
+        """The batch of one date. Raises BatchNotFound or StoreUnavailable."""
+        if not is_valid_date(date):
+            raise BatchNotFound(date)
+        key = batch_key(self.prefix, date)
+        with self._lock:
+            try:
+                answer = self._cached(self._batches, date, self.batch_ttl,
+                                      lambda etag: self.source.get(key, etag), _parse_batch)
+            except NotFound:
+                raise BatchNotFound(date) from None
+            self._batches.move_to_end(date)
+            self._evict()
+            return answer
+
+    def resolve(self, date: str) -> Answer[Batch]:
+        """A date or 'latest' to its batch, with stale/hit combined over every read involved."""
+        if date != "latest":
+            return self.batch(date)
+        latest = self.latest_date()
+        if latest.value is None:
+            raise BatchNotFound("latest")
+        try:
+            found = self.batch(latest.value)
+        except BatchNotFound:
+            # The pointer names a batch that is gone: the newest one that exists is latest.
+            for other in self.dates().value:
+                if other != latest.value:
+                    found = self.batch(other)
+                    break
+            else:
+                raise
+        return Answer(found.value, found.stale or latest.stale, found.hit and latest.hit)
+
+    # -- cache ------------------------------------------------------------------------------
+
+    def _cached(self, table: dict, key: str, ttl: float,
+                load: Callable[[str | None], Any], parse: Callable[[Any], Any]) -> Answer:
+        with self._lock:
+            now = self.clock()
+            entry = table.get(key)
+            if entry is not None and now < entry.fresh_until:
+                if entry.value is _MISSING:
+                    raise NotFound(key)
+                return Answer(entry.value, entry.stale, True)
+            have = entry is not None and entry.value is not _MISSING
+            try:
+                loaded = load(entry.etag if have else None)
+                if loaded is None:  # 304: the parsed copy is still current
+                    entry.fresh_until, entry.stale = now + ttl, False
+                    return Answer(entry.value, False, True)
+                value = parse(loaded)
+            except NotFound:
+                table[key] = _Entry(_MISSING, None, now + ttl)
+                self._trim_negative(table)
+                raise
+            except (SourceUnavailable, CorruptObject, BatchContractError) as exc:
+                code = exc.code if isinstance(exc, SourceUnavailable) else "contract"
+                log_event("source_fault", key=key, code=code, reason=str(exc), served_stale=have)
+                if have:
+                    entry.fresh_until, entry.stale = now + FAULT_BACKOFF_SECONDS, True
+                    return Answer(entry.value, True, True)
+                raise StoreUnavailable(str(exc), code) from None
+            etag = loaded.etag if isinstance(loaded, Fetched) else None
+            table[key] = _Entry(value, etag, now + ttl)
+            return Answer(value, False, False)
+
+    def _evict(self) -> None:
+        real = [k for k, e in self._batches.items() if e.value is not _MISSING]
+        for key in real[: max(0, len(real) - self.max_batches)]:
+            del self._batches[key]
+
+    @staticmethod
+    def _trim_negative(table: dict) -> None:
+        missing = [k for k, e in table.items() if e.value is _MISSING]
+        for key in missing[: max(0, len(missing) - MAX_NEGATIVE_ENTRIES)]:
+            del table[key]
+
+
+def _load_json(fetched: Fetched) -> Any:
+    try:
+        return json.loads(fetched.body)
+    except ValueError as exc:  # includes UnicodeDecodeError
+        raise CorruptObject(f"not valid UTF-8 JSON: {exc}") from None
+
+
+def _parse_batch(fetched: Fetched) -> Batch:
+    return Batch(_load_json(fetched), fetched.etag)
+
+
+def _parse_pointer(fetched: Fetched) -> str:
+    doc = _load_json(fetched)
+    date = doc.get("date") if isinstance(doc, dict) else None
+    if not is_valid_date(date):
+        raise BatchContractError(f"pointer has no valid 'date': {date!r:.40}")
+    return date
