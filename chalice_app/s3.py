@@ -20,7 +20,7 @@ def make_s3_client(settings: Settings) -> Any:
     config = Config(
         connect_timeout=settings.s3_connect_timeout,
         read_timeout=settings.s3_read_timeout,
-        retries={"max_attempts": settings.s3_max_attempts, "mode": "standard"},
+        retries={"total_max_attempts": settings.s3_max_attempts, "mode": "standard"},
         tcp_keepalive=True,
     )
     return botocore.session.get_session().create_client("s3", config=config)

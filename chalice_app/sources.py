@@ -72,7 +72,7 @@ class S3Source:
         self.bucket = bucket
 
     def get(self, key: str, if_none_match: str | None = None) -> Fetched | None:
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import ClientError
 
         kwargs = {"Bucket": self.bucket, "Key": key}
         if if_none_match:
@@ -87,14 +87,14 @@ class S3Source:
             if code in ("NoSuchKey", "404"):
                 raise NotFound(key) from None
             raise SourceUnavailable(f"S3 {code or 'error'} reading {key}", code or "error") from None
-        except BotoCoreError as exc:
-            # Timeouts, refused connections, truncated reads: all transient from our side.
+        except Exception as exc:  # noqa: BLE001 - timeouts, resets, truncated reads, botocore bugs
+            # Whatever broke, a stale copy beats a 500: the store decides what to serve.
             raise SourceUnavailable(f"S3 unreachable reading {key}: {type(exc).__name__}",
                                     type(exc).__name__) from None
         return Fetched(decode_body(raw, response.get("ContentEncoding")), response.get("ETag", ""))
 
     def list_dates(self, prefix: str) -> list[str]:
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import ClientError
 
         dates: list[str] = []
         kwargs = {"Bucket": self.bucket, "Prefix": prefix, "Delimiter": "/"}
@@ -111,7 +111,7 @@ class S3Source:
         except ClientError as exc:
             code = _error_code(exc) or "error"
             raise SourceUnavailable(f"S3 {code} listing {prefix}", code) from None
-        except BotoCoreError as exc:
+        except Exception as exc:  # noqa: BLE001 - as in get()
             raise SourceUnavailable(f"S3 unreachable listing {prefix}: {type(exc).__name__}",
                                     type(exc).__name__) from None
         return sorted(dates, reverse=True)

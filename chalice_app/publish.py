@@ -1,0 +1,334 @@
+"""The model job's side of the S3 contract: validate, upload, verify, then move the pointer.
+
+    python -m chalice_app.publish FILE --date YYYY-MM-DD [--stage S | --bucket B] ...
+
+Exit codes: 0 published (or dry run ok), 2 bad input (nothing uploaded), 1 AWS error.
+Not imported by the API: this module may use boto3, which the model job has anyway.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gzip
+import hashlib
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from chalice_app.batch_input import InputError, RowError, read_batch_input, validate_rows
+from chalice_app.contract import (
+    DEFAULT_PREFIX,
+    batch_key,
+    date_from_key,
+    is_valid_date,
+    normalize_prefix,
+    pointer_key,
+)
+
+GZIP_THRESHOLD_BYTES = 64 * 1024
+POINTER_ATTEMPTS = 5
+EXIT_OK, EXIT_AWS, EXIT_INPUT = 0, 1, 2
+
+
+class PublishError(Exception):
+    """A failure with its exit code and one line for stderr."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    date: str
+    key: str
+    count: int
+    stored_bytes: int
+    raw_bytes: int
+    gzipped: bool
+    pointer_moved: bool
+    dry_run: bool = False
+
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def build_document(predictions: list[dict], date: str, meta: dict, model_name: str | None,
+                   model_version: str | None, generated_at: str | None = None) -> dict:
+    """The batch document of the contract, from rows and whatever metadata the file carried."""
+    if meta.get("date") not in (None, date):
+        raise PublishError(f"the file says date {meta['date']!r} but --date is {date}", EXIT_INPUT)
+    model = dict(meta.get("model") or {})
+    if model_name:
+        model["name"] = model_name
+    if model_version:
+        model["version"] = model_version
+    if not model.get("name") or not model.get("version"):
+        raise PublishError("model name and version are required: pass --model-name and --model-version "
+                           "(or put 'model' in a batch document)", EXIT_INPUT)
+    doc: dict[str, Any] = {
+        "date": date,
+        "generated_at": generated_at or meta.get("generated_at") or _utc_now(),
+        "model": {"name": str(model["name"]), "version": str(model["version"])},
+    }
+    if meta.get("fields") is not None:
+        doc["fields"] = meta["fields"]
+    doc["predictions"] = predictions
+    return doc
+
+
+def _utc_now() -> str:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def encode_document(doc: dict) -> tuple[bytes, bytes]:
+    """(uncompressed JSON, what to store); the stored form is gzip above the threshold."""
+    raw = json.dumps(doc, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    if len(raw) > GZIP_THRESHOLD_BYTES:
+        # mtime=0: the same batch always compresses to the same bytes.
+        return raw, gzip.compress(raw, compresslevel=6, mtime=0)
+    return raw, raw
+
+
+def publish_document(client: Any, bucket: str, prefix: str, doc: dict, *, force: bool = False,
+                     dry_run: bool = False, progress: Progress = _quiet,
+                     rows_validated: bool = False) -> PublishResult:
+    """Validate `doc`, upload it, read it back, then move the pointer if this date is the newest.
+
+    `rows_validated=True` skips the row checks when the caller (the CLI) has just made them.
+    """
+    from botocore.exceptions import ClientError
+
+    date = doc.get("date")
+    if not is_valid_date(date):
+        raise PublishError(f"--date must be a real date written YYYY-MM-DD, got {date!r}", EXIT_INPUT)
+    rows = doc.get("predictions") or []
+    errors = [] if rows_validated else validate_rows(rows, list(range(1, len(rows) + 1)))
+    if errors:
+        raise PublishError(f"{len(errors)} problem(s), first: {errors[0]}", EXIT_INPUT)
+    prefix = normalize_prefix(prefix)
+    key = batch_key(prefix, date)
+    raw, body = encode_document(doc)
+    gzipped = body is not raw
+    result = PublishResult(date, key, len(rows), len(body), len(raw), gzipped, False, dry_run)
+    target = f"s3://{bucket}/{key}"
+    if dry_run:
+        exists = _exists(client, bucket, key)
+        if exists and not force:
+            raise PublishError(f"{target} already exists; pass --force to replace it", EXIT_INPUT)
+        progress(f"dry run: would upload {_size(len(body))}{' (gzip)' if gzipped else ''} to {target}")
+        return result
+    progress(f"uploading {_size(len(body))}{f' (gzip of {_size(len(raw))})' if gzipped else ''} to {target}")
+    put: dict[str, Any] = {
+        "Bucket": bucket, "Key": key, "Body": body, "ContentType": "application/json; charset=utf-8",
+        "Metadata": {"sha256": hashlib.sha256(raw).hexdigest(), "count": str(len(rows))},
+    }
+    if gzipped:
+        put["ContentEncoding"] = "gzip"
+    if not force:
+        put["IfNoneMatch"] = "*"  # atomic: two jobs racing for one date cannot both win
+    try:
+        client.put_object(**put)
+    except ClientError as exc:
+        if _code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+            raise PublishError(f"{target} already exists; pass --force to replace it", EXIT_INPUT) from None
+        raise
+    _verify(client, bucket, key, raw)
+    progress(f"verified {target}")
+    moved = _move_pointer(client, bucket, prefix, doc, progress)
+    return PublishResult(date, key, len(rows), len(body), len(raw), gzipped, moved)
+
+
+def _verify(client: Any, bucket: str, key: str, raw: bytes) -> None:
+    from chalice_app.sources import decode_body
+
+    response = client.get_object(Bucket=bucket, Key=key)
+    stored = decode_body(response["Body"].read(), response.get("ContentEncoding"))
+    if hashlib.sha256(stored).digest() != hashlib.sha256(raw).digest():
+        raise PublishError(f"s3://{bucket}/{key} reads back different from what was uploaded; "
+                           "the pointer was not moved", EXIT_AWS)
+
+
+def _move_pointer(client: Any, bucket: str, prefix: str, doc: dict, progress: Progress) -> bool:
+    """Point latest.json at this date unless a newer date is already published.
+
+    Conditional writes (If-Match on the pointer's ETag) make concurrent publishers safe: the
+    pointer can never move backwards because an older job finished last.
+    """
+    from botocore.exceptions import ClientError
+
+    key = pointer_key(prefix)
+    date = doc["date"]
+    for _ in range(POINTER_ATTEMPTS):
+        current, etag = _read_pointer(client, bucket, key)
+        if current is None:
+            newest = _newest_listed(client, bucket, prefix)
+            current = newest if newest != date else None
+        if current is not None and current > date:
+            progress(f"latest stays at {current} (newer than {date})")
+            return False
+        pointer = {"date": date, "generated_at": doc.get("generated_at"), "model": doc.get("model"),
+                   "count": len(doc["predictions"]), "published_at": _utc_now()}
+        put: dict[str, Any] = {"Bucket": bucket, "Key": key, "ContentType": "application/json",
+                               "CacheControl": "no-cache",
+                               "Body": json.dumps(pointer, separators=(",", ":")).encode()}
+        if etag:
+            put["IfMatch"] = etag
+        else:
+            put["IfNoneMatch"] = "*"
+        try:
+            client.put_object(**put)
+        except ClientError as exc:
+            if _code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                continue  # another publisher moved it meanwhile: look again
+            raise
+        progress(f"latest -> {date}")
+        return True
+    raise PublishError(f"s3://{bucket}/{key} kept changing under us; batch {date} is uploaded but "
+                       "the pointer was not moved: run again with --force", EXIT_AWS)
+
+
+def _read_pointer(client: Any, bucket: str, key: str) -> tuple[str | None, str | None]:
+    from botocore.exceptions import ClientError
+
+    try:
+        response = client.get_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if _code(exc) in ("NoSuchKey", "404"):
+            return None, None
+        raise
+    etag = response.get("ETag")
+    try:
+        date = json.loads(response["Body"].read()).get("date")
+    except (ValueError, AttributeError):
+        date = None
+    # A corrupt pointer is replaced, not trusted: compare against the listing instead.
+    return (date if is_valid_date(date) else None), etag
+
+
+def _newest_listed(client: Any, bucket: str, prefix: str) -> str | None:
+    newest = None
+    paginator = client.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", ()):
+            date = date_from_key(prefix, obj["Key"])
+            if date and (newest is None or date > newest):
+                newest = date
+    return newest
+
+
+def _exists(client: Any, bucket: str, key: str) -> bool:
+    from botocore.exceptions import ClientError
+
+    try:
+        client.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if _code(exc) in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise
+    return True
+
+
+def _code(exc: Exception) -> str:
+    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.1f} kB"
+
+
+def resolve_target(stage: str | None, bucket: str | None, prefix: str | None) -> tuple[str, str]:
+    """Bucket and prefix from --bucket/--prefix, else from the stage's config."""
+    if bucket:
+        return bucket, normalize_prefix(prefix if prefix is not None else DEFAULT_PREFIX)
+    from chalice_app.stage_config import stage_environment
+
+    env = stage_environment(stage or "local")
+    if not env.get("PREDICTIONS_BUCKET"):
+        raise PublishError(f"stage {stage!r} sets no PREDICTIONS_BUCKET in .chalice/config.json", EXIT_INPUT)
+    chosen = prefix if prefix is not None else env.get("PREDICTIONS_PREFIX", DEFAULT_PREFIX)
+    return env["PREDICTIONS_BUCKET"], normalize_prefix(chosen)
+
+
+def make_client() -> Any:
+    import boto3
+
+    return boto3.client("s3")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m chalice_app.publish",
+        description="Publish one day's predictions to the bucket (the S3 contract v1): validate every "
+                    "row, upload the batch, read it back, then move latest.json if this date is the newest.",
+        epilog="Exit codes: 0 published, 2 bad input (nothing uploaded), 1 AWS error. "
+               "Example: python -m chalice_app.publish preds.csv --date 2026-11-23 --stage dev "
+               "--model-name demand-forecast --model-version 3.2.0",
+    )
+    p.add_argument("file", help="the batch: a batch document or bare list (.json), JSON Lines "
+                                "(.jsonl/.ndjson) or CSV (.csv); .gz is read too")
+    p.add_argument("--date", required=True, help="the batch date, YYYY-MM-DD")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--stage", help="take bucket and prefix from this stage of .chalice/config.json "
+                                       "(default: local)")
+    where.add_argument("--bucket", help="the predictions bucket (instead of --stage)")
+    p.add_argument("--prefix", help="key prefix (default: the stage's PREDICTIONS_PREFIX or predictions/)")
+    p.add_argument("--format", choices=("json", "jsonl", "csv"), help="override detection by extension")
+    p.add_argument("--model-name", help="model name (required unless the file is a batch document with it)")
+    p.add_argument("--model-version", help="model version (required likewise)")
+    p.add_argument("--dry-run", action="store_true", help="validate and show what would happen; write nothing")
+    p.add_argument("--force", action="store_true", help="replace a batch already published for this date")
+    p.add_argument("--quiet", action="store_true", help="no progress lines, only the result")
+    return p
+
+
+def main(argv: list[str] | None = None, client: Any = None) -> int:
+    args = parser().parse_args(argv)
+    say: Progress = _quiet if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+    try:
+        if not is_valid_date(args.date):
+            raise PublishError(f"--date must be a real date written YYYY-MM-DD, got {args.date!r}", EXIT_INPUT)
+        bucket, prefix = resolve_target(args.stage, args.bucket, args.prefix)
+        parsed = read_batch_input(args.file, args.format, progress=lambda n: say(f"read {n:,} rows"))
+        if parsed.errors:
+            _report_rows(args.file, parsed.errors)
+            return EXIT_INPUT
+        say(f"{args.file}: {len(parsed.predictions):,} valid predictions")
+        doc = build_document(parsed.predictions, args.date, parsed.meta, args.model_name, args.model_version)
+        result = publish_document(client or make_client(), bucket, prefix, doc, force=args.force,
+                                  dry_run=args.dry_run, progress=say, rows_validated=True)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except PublishError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except Exception as exc:
+        if type(exc).__module__.startswith(("botocore", "boto3")):
+            print(f"error: AWS: {exc}", file=sys.stderr)
+            return EXIT_AWS
+        if isinstance(exc, ValueError):  # StageError and friends: bad input
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_INPUT
+        raise
+    verb = "would publish" if result.dry_run else "published"
+    tail = " (now latest)" if result.pointer_moved else ""
+    print(f"{verb} {result.date}: {result.count:,} predictions to s3://{bucket}/{result.key}{tail}")
+    return EXIT_OK
+
+
+def _report_rows(path: str, errors: list[RowError]) -> None:
+    for error in errors:
+        print(f"{path}: {error}", file=sys.stderr)
+    print(f"error: {len(errors)} problem(s) in {path}; nothing was uploaded", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

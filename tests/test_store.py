@@ -1,0 +1,252 @@
+"""The prediction store: parse once, revalidate after the TTL, serve the last good copy on faults."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import socket
+import threading
+import time
+
+import pytest
+from botocore.awsrequest import AWSResponse
+from conftest import BUCKET, PREFIX, body
+
+from chalice_app import container
+from chalice_app.s3 import make_s3_client
+from chalice_app.settings import Settings
+from chalice_app.sources import S3Source
+from chalice_app.store import BatchNotFound, PredictionStore, StoreUnavailable
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class _Raw:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def stream(self, **_):
+        yield self.data
+
+
+class S3Calls:
+    """Counts the S3 operations a client really sends, and can make them fail."""
+
+    def __init__(self, client) -> None:
+        self.keys: list[tuple[str, str]] = []
+        self.fail_with: int | None = None
+        self.sends = 0
+        client.meta.events.register("before-call.s3", self._count)
+        # before-send sits below botocore's retries, so injected faults are retried for real.
+        client.meta.events.register_first("before-send.s3", self._fault)
+
+    def _count(self, model, params, **_):
+        self.keys.append((model.name, params.get("Key") or params.get("Prefix")))
+
+    def _fault(self, request, **_):
+        self.sends += 1
+        if self.fail_with is not None:
+            return AWSResponse(request.url, self.fail_with, {}, _Raw(b"<Error><Code>InternalError</Code></Error>"))
+        return None
+
+    def count(self, op: str) -> int:
+        return sum(1 for name, _ in self.keys if name == op)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def parts(s3, clock):
+    client = make_s3_client(Settings(bucket=BUCKET, s3_max_attempts=2))
+    calls = S3Calls(client)
+    store = PredictionStore(S3Source(client, BUCKET), PREFIX, pointer_ttl=30, batch_ttl=300,
+                            max_batches=2, clock=clock)
+    return store, calls
+
+
+def test_a_batch_is_parsed_once_and_served_from_memory(parts, put_batch):
+    store, calls = parts
+    put_batch("2026-11-23")
+    first = store.batch("2026-11-23")
+    second = store.batch("2026-11-23")
+    assert second.value is first.value
+    assert (first.hit, second.hit) == (False, True)
+    assert calls.count("GetObject") == 1
+
+
+def test_after_the_ttl_an_unchanged_batch_is_revalidated_not_reparsed(parts, put_batch, clock):
+    store, calls = parts
+    put_batch("2026-11-23")
+    first = store.batch("2026-11-23").value
+    clock.now += 301
+    again = store.batch("2026-11-23")
+    assert again.value is first  # the 304 kept the parsed copy
+    assert calls.count("GetObject") == 2
+
+
+def test_after_the_ttl_a_republished_batch_is_reloaded(parts, put_batch, clock):
+    store, _ = parts
+    put_batch("2026-11-23", n=2)
+    store.batch("2026-11-23")
+    put_batch("2026-11-23", n=3)
+    clock.now += 301
+    assert len(store.batch("2026-11-23").value) == 3
+
+
+def test_gzip_batches_are_read(parts, put_batch):
+    store, _ = parts
+    put_batch("2026-11-23", n=4, gzipped=True)
+    assert len(store.batch("2026-11-23").value) == 4
+
+
+def test_without_a_pointer_the_newest_batch_is_latest(parts, put_batch):
+    store, _ = parts
+    put_batch("2026-11-20", pointer=False)
+    put_batch("2026-11-22", pointer=False)
+    assert store.resolve("latest").value.date == "2026-11-22"
+
+
+def test_pointer_to_a_missing_batch_falls_back_to_the_newest_existing(parts, put_batch, s3):
+    store, _ = parts
+    put_batch("2026-11-21")
+    s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}latest.json", Body=json.dumps({"date": "2026-11-25"}))
+    assert store.resolve("latest").value.date == "2026-11-21"
+
+
+def test_corrupt_pointer_falls_back_to_the_listing(parts, put_batch, s3):
+    store, _ = parts
+    put_batch("2026-11-21")
+    s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}latest.json", Body=b"{not json")
+    assert store.resolve("latest").value.date == "2026-11-21"
+
+
+def test_missing_dates_are_remembered_for_the_ttl(parts, put_batch):
+    store, calls = parts
+    for _ in range(3):
+        with pytest.raises(BatchNotFound):
+            store.batch("2026-01-01")
+    assert calls.count("GetObject") == 1
+
+
+def test_cache_holds_at_most_max_batches(parts, put_batch):
+    store, calls = parts
+    for day in ("2026-11-21", "2026-11-22", "2026-11-23"):
+        put_batch(day)
+        store.batch(day)
+    store.batch("2026-11-21")  # evicted: read again
+    assert calls.count("GetObject") == 4
+
+
+def test_last_good_copy_is_served_stale_when_s3_fails(parts, put_batch, clock):
+    store, calls = parts
+    put_batch("2026-11-23")
+    good = store.batch("2026-11-23").value
+    clock.now += 301
+    calls.fail_with = 503
+    answer = store.batch("2026-11-23")
+    assert answer.value is good
+    assert answer.stale is True
+
+
+def test_failures_are_retried_a_bounded_number_of_times(parts, put_batch):
+    store, calls = parts
+    put_batch("2026-11-23")
+    calls.fail_with = 500
+    with pytest.raises(StoreUnavailable):
+        store.batch("2026-11-23")
+    assert calls.count("GetObject") == 1
+    assert calls.sends == 2  # max_attempts=2: botocore retried once, then gave up
+
+
+def test_nothing_cached_and_s3_failing_is_unavailable(parts):
+    store, calls = parts
+    calls.fail_with = 503
+    with pytest.raises(StoreUnavailable):
+        store.resolve("latest")
+
+
+def test_a_batch_breaking_the_contract_is_unavailable_not_served(parts, s3):
+    store, _ = parts
+    s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}2026-11-23/predictions.json",
+                  Body=json.dumps({"date": "2026-11-23", "predictions": [{"id": "a"}, {"id": "a"}]}))
+    with pytest.raises(StoreUnavailable) as err:
+        store.batch("2026-11-23")
+    assert err.value.code == "contract"
+
+
+def test_truncated_gzip_is_unavailable(parts, s3):
+    store, _ = parts
+    blob = gzip.compress(json.dumps({"date": "2026-11-23", "predictions": []}).encode())[:-8]
+    s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}2026-11-23/predictions.json", Body=blob,
+                  ContentEncoding="gzip")
+    with pytest.raises(StoreUnavailable):
+        store.batch("2026-11-23")
+
+
+# -- through the API --------------------------------------------------------------------------
+
+
+def test_api_marks_a_stale_answer_and_caches_it_briefly(api, put_batch):
+    put_batch("2026-11-23")
+    assert api.get("/predictions/2026-11-23").status_code == 200
+    store = container.store()
+    S3Calls(store.source.client).fail_with = 503
+    for entry in store._batches.values():
+        entry.fresh_until = 0  # the TTL has run out
+    response = api.get("/predictions/2026-11-23")
+    assert response.status_code == 200
+    assert response.headers["X-Predictions-Stale"] == "true"
+    assert response.headers["Cache-Control"] == "public, max-age=5"
+
+
+def test_api_answers_503_with_retry_after_when_s3_is_down(api, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
+    response = api.get("/predictions/latest")
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
+    assert body(response)["error"]["code"] == "storage_unavailable"
+
+
+@pytest.fixture
+def black_hole():
+    """A TCP server that accepts connections and never answers: S3 hanging."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    held, stop = [], threading.Event()
+
+    def accept():
+        sock.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(sock.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    for conn in held:
+        conn.close()
+    sock.close()
+
+
+def test_api_gives_up_on_a_hanging_s3_within_seconds(api, monkeypatch, black_hole):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", black_hole)
+    started = time.monotonic()
+    response = api.get("/predictions/latest")
+    elapsed = time.monotonic() - started
+    assert response.status_code == 503
+    # Default settings: 2 attempts x 2 s read timeout, far below API Gateway's 29 s.
+    assert elapsed < 10, f"took {elapsed:.1f} s"
