@@ -8,6 +8,7 @@ The pieces are functions so the end-to-end tests start exactly the same stack.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import subprocess
@@ -109,11 +110,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from chalice_app.stage_config import stage_environment
 
+    # SIGTERM (timeout, CI, a closed terminal) must clean up like Ctrl-C does.
+    signal.signal(signal.SIGTERM, _interrupt)
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
     bucket = stage_environment("local")["PREDICTIONS_BUCKET"]
     server, endpoint = start_moto(args.s3_port)
     procs: list[subprocess.Popen] = []
     try:
-        print(f"S3 (moto)  {endpoint}  seeding s3://{bucket} with {args.days} days x {args.count}", flush=True)
+        print(f"S3 (moto)  {endpoint}  seeding s3://{bucket}: {args.days} days x {args.count}", flush=True)
         seed(endpoint, bucket, args.days, args.count)
         api = start_chalice_local(endpoint, args.api_port)
         procs.append(api)
@@ -136,6 +140,10 @@ def main(argv: list[str] | None = None) -> int:
             stop(proc)
         server.stop()
         print("stopped.", flush=True)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _start_site(endpoint: str, api_url: str, port: int, procs: list[subprocess.Popen]) -> str | None:

@@ -1,0 +1,49 @@
+# Two commands on a fresh machine: `make run` (the whole stack locally) and `make test`.
+# Every target installs what it needs itself (a venv from requirements-dev.txt, Debian's chromium).
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt requirements.txt | sha1sum | cut -c1-12)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+STAGE ?= dev
+
+.PHONY: help venv chromium test test-fast lint run package deploy-check clean
+
+help: ## list the targets
+	@grep -hE '^[a-z][a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
+
+$(STAMP): requirements-dev.txt requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@rm -f $(VENV)/.installed-* && touch $@
+
+venv: $(STAMP) ## create .venv with the development requirements
+
+chromium: ## install Debian's chromium for the browser tests when it is missing
+	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium chromium-driver; }
+
+lint: venv ## ruff over everything
+	$(PY) -m ruff check .
+
+test: venv chromium lint ## everything: unit, package, local stack and browser tests
+	$(PY) -m pytest
+
+test-fast: venv ## the fast tests only (no subprocesses, servers or browser)
+	$(PY) -m pytest -m "not slow"
+
+run: venv ## moto S3 + sample data + chalice local (+ the site) on 127.0.0.1; Ctrl-C stops
+	$(PY) -m tools.devstack
+
+package: venv ## chalice package for STAGE (default dev) into build/package-STAGE
+	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(VENV)/bin/chalice package --stage $(STAGE) build/package-$(STAGE)
+	@ls -l build/package-$(STAGE)/deployment.zip
+
+clean: ## remove builds and caches (keeps .venv)
+	rm -rf build .pytest_cache .ruff_cache
+	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
+
+# Targets of the site, the warmer, the benchmarks and deployment live beside their docs.
+-include $(wildcard docs/*.mk)

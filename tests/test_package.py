@@ -1,0 +1,113 @@
+"""The Lambda package: built by `chalice package`, importable from the zip alone, and lean."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+
+import pytest
+from conftest import PROJECT_DIR
+
+pytestmark = pytest.mark.slow
+
+# What the Lambda Python runtime provides besides the standard library.
+RUNTIME_PACKAGES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six.py")
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory):
+    out = tmp_path_factory.mktemp("package")
+    env = {**os.environ, "AWS_DEFAULT_REGION": "us-east-1"}
+    chalice = os.path.join(os.path.dirname(sys.executable), "chalice")
+    subprocess.run([chalice, "package", "--stage", "dev", str(out / "out")], cwd=PROJECT_DIR, env=env,
+                   check=True, capture_output=True)
+    return out / "out"
+
+
+@pytest.fixture(scope="module")
+def unzipped(package, tmp_path_factory):
+    target = tmp_path_factory.mktemp("unzipped")
+    with zipfile.ZipFile(package / "deployment.zip") as zf:
+        zf.extractall(target)
+    return target
+
+
+@pytest.fixture(scope="module")
+def lambda_runtime(tmp_path_factory):
+    """A folder holding only what the Lambda runtime has: boto3/botocore and their dependencies."""
+    runtime = tmp_path_factory.mktemp("runtime")
+    site = os.path.dirname(os.path.dirname(__import__("botocore").__file__))
+    for name in RUNTIME_PACKAGES:
+        if os.path.exists(os.path.join(site, name)):
+            os.symlink(os.path.join(site, name), runtime / name)
+    return runtime
+
+
+def zip_names(package) -> list[str]:
+    with zipfile.ZipFile(package / "deployment.zip") as zf:
+        return zf.namelist()
+
+
+def test_zip_carries_the_app_and_nothing_heavy(package):
+    names = zip_names(package)
+    assert "app.py" in names
+    assert "chalice_app/routes.py" in names
+    tops = {name.split("/")[0] for name in names}
+    assert not tops & {"boto3", "botocore", "jinja2", "moto", "flask", "werkzeug", "s3transfer"}
+
+
+def test_zip_is_small(package):
+    assert (package / "deployment.zip").stat().st_size < 100_000
+
+
+HANDLER_PROBE = r"""
+import json, sys
+sys.path[:0] = [sys.argv[1], sys.argv[2]]
+import app
+event = {"resource": "/predictions/{date}", "path": "/predictions/nope", "httpMethod": "GET",
+         "headers": {}, "multiValueHeaders": {}, "queryStringParameters": None,
+         "multiValueQueryStringParameters": None, "pathParameters": {"date": "nope"},
+         "stageVariables": None, "body": None, "isBase64Encoded": False,
+         "requestContext": {"resourcePath": "/predictions/{date}", "httpMethod": "GET", "stage": "api",
+                            "path": "/api/predictions/nope", "requestId": "r1"}}
+health = dict(event, resource="/health", path="/health", pathParameters=None,
+              requestContext=dict(event["requestContext"], resourcePath="/health"))
+out = {"modules": sorted(m for m in sys.modules if m.split(".")[0] in
+                         ("boto3", "jinja2", "moto", "flask", "chalice_app", "chalice")),
+       "app_file": app.__file__, "routes_file": sys.modules["chalice_app.routes"].__file__,
+       "bad": app.app(event, None), "health": app.app(health, None)}
+print(json.dumps(out))
+"""
+
+
+def test_handler_imports_from_the_zip_alone_in_a_fresh_interpreter(unzipped, lambda_runtime):
+    env = {"PATH": os.environ["PATH"], "AWS_DEFAULT_REGION": "us-east-1", "PREDICTIONS_BUCKET": "b",
+           "STAGE": "dev"}
+    # -I -S: no cwd, no PYTHONPATH, no site-packages: only the zip and the runtime's libraries.
+    done = subprocess.run([sys.executable, "-I", "-S", "-c", HANDLER_PROBE, str(unzipped), str(lambda_runtime)],
+                          env=env, cwd="/", capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["app_file"].startswith(str(unzipped))
+    assert out["routes_file"].startswith(str(unzipped))
+    assert out["bad"]["statusCode"] == 400
+    assert json.loads(out["bad"]["body"])["error"]["code"] == "invalid_date"
+    assert json.loads(out["health"]["body"])["status"] == "ok"
+    # The API's import path stays lean: no boto3 layer, no templates, no test tools.
+    assert not [m for m in out["modules"] if m.split(".")[0] in ("boto3", "jinja2", "moto", "flask")]
+
+
+def test_template_declares_the_api_function_with_the_stage_policy(package):
+    template = json.loads((package / "sam.json").read_text())
+    resources = template["Resources"]
+    handler = resources["APIHandler"]["Properties"]
+    assert handler["Handler"] == "app.app"
+    assert handler["Environment"]["Variables"]["PREDICTIONS_BUCKET"] == "example-predictions-dev"
+    role = next(r for r in resources.values() if r["Type"] == "AWS::IAM::Role")
+    statements = role["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    actions = {a for s in statements for a in s["Action"]}
+    assert actions == {"s3:GetObject", "s3:ListBucket", "logs:CreateLogGroup", "logs:CreateLogStream",
+                       "logs:PutLogEvents"}
