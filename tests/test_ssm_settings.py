@@ -1,0 +1,59 @@
+"""Parameter Store settings: read once, named like the environment variables, never a crash."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from moto import mock_aws
+
+from chalice_app.settings import load_settings
+from chalice_app.ssm_settings import make_ssm_client, read_parameters
+
+
+@pytest.fixture
+def ssm():
+    with mock_aws():
+        yield make_ssm_client(1, 2)
+
+
+def put(ssm, name: str, value: str) -> None:
+    ssm.put_parameter(Name=name, Value=value, Type="String")
+
+
+def test_parameters_under_the_path_become_settings(ssm):
+    put(ssm, "/predictions/prod/POINTER_TTL_SECONDS", "45")
+    put(ssm, "/predictions/prod/LATEST_MAX_AGE_SECONDS", "90")
+    put(ssm, "/predictions/dev/POINTER_TTL_SECONDS", "1")
+    values = read_parameters(ssm, "/predictions/prod/")
+    assert values == {"POINTER_TTL_SECONDS": "45", "LATEST_MAX_AGE_SECONDS": "90"}
+    assert load_settings({"PREDICTIONS_BUCKET": "b", **values}).pointer_ttl == 45.0
+
+
+def test_path_without_slashes_is_accepted(ssm):
+    put(ssm, "/predictions/prod/BATCH_TTL_SECONDS", "600")
+    assert read_parameters(ssm, "predictions/prod") == {"BATCH_TTL_SECONDS": "600"}
+
+
+def test_unknown_names_are_ignored_with_a_log_line(ssm, capsys):
+    put(ssm, "/predictions/prod/NOT_A_SETTING", "x")
+    assert read_parameters(ssm, "/predictions/prod/") == {}
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert {"event": "ssm_parameter_ignored", "name": "NOT_A_SETTING"}.items() <= lines[0].items()
+
+
+def test_many_parameters_are_paginated(ssm):
+    names = sorted(["POINTER_TTL_SECONDS", "BATCH_TTL_SECONDS", "MAX_CACHED_BATCHES", "LATEST_MAX_AGE_SECONDS",
+                    "BATCH_MAX_AGE_SECONDS", "S3_CONNECT_TIMEOUT_SECONDS", "S3_READ_TIMEOUT_SECONDS",
+                    "S3_MAX_ATTEMPTS", "RETRY_AFTER_SECONDS", "PREDICTIONS_PREFIX", "STAGE"])
+    for name in names:
+        put(ssm, f"/p/{name}", "3")
+    assert sorted(read_parameters(ssm, "/p/")) == names
+
+
+def test_unreachable_parameter_store_is_one_log_line_and_no_settings(monkeypatch, capsys):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
+    client = make_ssm_client(0.5, 0.5)
+    assert read_parameters(client, "/predictions/prod/") == {}
+    [line] = capsys.readouterr().out.splitlines()
+    assert json.loads(line)["event"] == "ssm_settings_unavailable"
