@@ -8,6 +8,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt requirements.txt | sha1sum | cut -c1-12)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAGE ?= dev
+# Bytecode goes under build/: vendor/chalice_app is a symlink, and caches beside the sources
+# would otherwise ship in the Lambda zip.
+export PYTHONPYCACHEPREFIX := $(CURDIR)/build/pycache
 
 .PHONY: help venv chromium test test-fast lint run package deploy-check clean
 
@@ -38,6 +41,7 @@ run: venv ## moto S3 + sample data + chalice local (+ the site) on 127.0.0.1; Ct
 	$(PY) -m tools.devstack
 
 package: venv ## chalice package for STAGE (default dev) into build/package-STAGE
+	rm -rf chalice_app/__pycache__ build/package-$(STAGE)
 	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(VENV)/bin/chalice package --stage $(STAGE) build/package-$(STAGE)
 	@ls -l build/package-$(STAGE)/deployment.zip
 

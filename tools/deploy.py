@@ -1,0 +1,64 @@
+"""`make deploy STAGE=S`: the API, the prewarm, then the site — stopping at the first failure.
+
+    python -m tools.deploy --stage dev [--dry-run]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+
+PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def steps(stage: str, python: str = sys.executable) -> list[tuple[str, list[str]]]:
+    chalice = os.path.join(os.path.dirname(python), "chalice")
+    return [
+        ("deploy the API and the warmer", [chalice, "deploy", "--stage", stage]),
+        ("prewarm the API", [python, "-m", "chalice_app.warm", "--stage", stage]),
+        ("build and publish the site", [python, "build_site.py", "--stage", stage, "--publish"]),
+    ]
+
+
+Runner = Callable[[Sequence[str]], int]
+
+
+def _run(command: Sequence[str]) -> int:
+    return subprocess.run(list(command), cwd=PROJECT_DIR, check=False).returncode
+
+
+def deploy(stage: str, run: Runner = _run, say: Callable[[str], None] = print) -> int:
+    plan = steps(stage)
+    # vendor/chalice_app is a symlink: stale bytecode beside the sources would ship in the zip.
+    shutil.rmtree(os.path.join(PROJECT_DIR, "chalice_app", "__pycache__"), ignore_errors=True)
+    for number, (what, command) in enumerate(plan, 1):
+        shown = " ".join([os.path.basename(command[0]), *command[1:]])
+        say(f"[{number}/{len(plan)}] {what}: {shown}")
+        code = run(command)
+        if code != 0:
+            say(f"deploy of stage {stage} stopped at step {number}/{len(plan)} ({what}): exit code {code}; "
+                "the steps before it stay deployed, fix the cause and run `make deploy` again")
+            return code
+    say(f"stage {stage} deployed: API, warmer and site")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tools.deploy",
+                                description="Deploy a stage: chalice deploy, prewarm, build and publish the site.")
+    p.add_argument("--stage", required=True, help="a stage of .chalice/config.json (dev, prod)")
+    p.add_argument("--dry-run", action="store_true", help="print the steps without running them")
+    args = p.parse_args(argv)
+    if args.dry_run:
+        for number, (what, command) in enumerate(steps(args.stage), 1):
+            print(f"[{number}/3] {what}: {' '.join(command)}")
+        return 0
+    return deploy(args.stage)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
