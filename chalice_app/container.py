@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 import threading
 import time
 
@@ -13,6 +15,8 @@ INIT_STARTED = time.monotonic()
 
 _lock = threading.Lock()
 _state: dict = {"settings": None, "store": None, "invocations": 0}
+# Per request, not per container: chalice local serves requests on several threads.
+_request = threading.local()
 
 
 def settings() -> Settings:
@@ -45,8 +49,11 @@ def store() -> PredictionStore:
 
 def begin_invocation() -> bool:
     """Count one invocation; True when it is this container's first (a cold start)."""
+    _request.cache_hit = None
     with _lock:
         _state["invocations"] += 1
+        if _state["invocations"] == 1:
+            _state.setdefault("first_invocation_at", time.monotonic())
         return _state["invocations"] == 1
 
 
@@ -54,6 +61,7 @@ def reset() -> None:
     """Forget everything, as a new container would (tests use this)."""
     with _lock:
         _state.update(settings=None, store=None, invocations=0)
+        _state.pop("container_id", None)
 
 
 def note_invocation(cold: bool) -> None:
@@ -63,3 +71,57 @@ def note_invocation(cold: bool) -> None:
 def last_cold() -> bool:
     """Whether the invocation being answered was this container's first."""
     return bool(_state.get("last_cold", False))
+
+
+def container_id() -> str:
+    """A random name for this container, so the warmer can count how many distinct ones it reached."""
+    with _lock:
+        if "container_id" not in _state:
+            _state["container_id"] = secrets.token_hex(6)
+        return _state["container_id"]
+
+
+def note_cache_hit(hit: bool) -> None:
+    """Record a store answer of this request; the request is a hit only if every read was."""
+    previous = getattr(_request, "cache_hit", None)
+    _request.cache_hit = hit if previous is None else previous and hit
+
+
+def cache_hit() -> bool | None:
+    """Whether this request's store reads were all answered from memory; None when it read nothing."""
+    return getattr(_request, "cache_hit", None)
+
+
+def _process_started() -> float | None:
+    """When the Python process started, on the time.monotonic() scale; None where /proc can't tell.
+
+    Lambda starts the process at the beginning of its init phase, so this catches the interpreter
+    start and every import before this module, which INIT_STARTED alone would miss.
+    """
+    try:
+        with open(f"/proc/{os.getpid()}/stat", encoding="ascii") as fh:
+            # Field 22 (starttime, in clock ticks after boot); the command name before it may hold spaces.
+            start_ticks = int(fh.read().rsplit(")", 1)[1].split()[19])
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+    return time.monotonic() - age if age >= 0 else None
+
+
+PROCESS_STARTED = _process_started()
+
+
+def mark_ready() -> None:
+    """Called once the app is imported: the end of what this container spends on init."""
+    _state.setdefault("ready_at", time.monotonic())
+
+
+def init_duration_ms() -> float:
+    """Process start (or this module's import) to the app being ready, in ms.
+
+    It ends at mark_ready() rather than at the first invocation: when Lambda initialises a container
+    ahead of demand, the idle wait before the first request is not init time.
+    """
+    started = PROCESS_STARTED if PROCESS_STARTED is not None else INIT_STARTED
+    ready = _state.get("ready_at") or _state.get("first_invocation_at") or time.monotonic()
+    return max(0.0, (ready - started) * 1000)

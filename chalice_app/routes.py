@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable
 
 from chalice import Chalice, Response
 
-from chalice_app import __version__, container
+from chalice_app import __version__, container, metrics, warmer, warmup
 from chalice_app.contract import ID_PATTERN, is_valid_date
 from chalice_app.cursor import Cursor, CursorError
 from chalice_app.logs import log_event
@@ -87,13 +88,32 @@ def api_view(view: Callable[..., Response]) -> Callable[..., Response]:
 
 @app.middleware("http")
 def _count_invocations(event, get_response) -> Response:  # noqa: ANN001 - Chalice middleware
-    container.note_invocation(container.begin_invocation())
+    started = time.perf_counter()
+    cold = container.begin_invocation()
+    container.note_invocation(cold)
     response = get_response(event)
     origin = container.settings().cors_origin
     if origin:
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Vary"] = "Origin"
+    metrics.emit("request_metrics", metrics.request_fields(
+        stage=container.settings().stage, route=getattr(event, "path", None) or "unknown",
+        status=response.status_code, latency_ms=(time.perf_counter() - started) * 1000, cold=cold,
+        init_duration_ms=container.init_duration_ms() if cold else None, cache_hit=container.cache_hit()))
     return response
+
+
+@app.middleware("http")
+def _warm_up(event, get_response) -> Response:  # noqa: ANN001 - Chalice middleware
+    """Answer the warmer's events (see chalice_app.warmup); registered after _count_invocations,
+    so a warm-up is counted, cold-flagged and measured like any request."""
+    marker = warmup.marker_of(event)
+    if marker is not None:
+        return warmup.handle(marker, cold=container.last_cold())
+    if warmup.is_warmup_path(event):
+        # Only reachable by a direct invoke without the marker: the same 404 as any unknown path.
+        return error_response(ApiError(404, "not_found", "no such route"))
+    return get_response(event)
 
 
 @app.route("/health", methods=["GET"])
@@ -113,6 +133,7 @@ def list_dates() -> Response:
     store = container.store()
     dates = store.dates()
     latest = store.latest_date()
+    container.note_cache_hit(dates.hit and latest.hit)
     merged = Answer(None, dates.stale or latest.stale)
     cache_control, extra = _cache_headers(merged, container.settings().latest_max_age)
     return json_response({"latest": latest.value, "dates": dates.value}, cache_control=cache_control,
@@ -162,6 +183,7 @@ def get_batch(date: str) -> Response:
     store = container.store()
     # A cursor pins its batch, so a walk of 'latest' survives a newer batch being published.
     answer = store.resolve(cursor.date)
+    container.note_cache_hit(answer.hit)
     batch = answer.value
     if cursor.sort is not None and cursor.sort not in batch.field_names:
         known = ", ".join(sorted(batch.field_names)[:20])
@@ -191,6 +213,7 @@ def get_prediction(date: str, pid: str) -> Response:
         raise ApiError(400, "invalid_id", "id must match ^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
     _query_none()
     answer = container.store().resolve(date)
+    container.note_cache_hit(answer.hit)
     batch = answer.value
     prediction = batch.get(pid)
     if prediction is None:
@@ -200,3 +223,9 @@ def get_prediction(date: str, pid: str) -> Response:
     payload = {"date": batch.date, "model": batch.model, "prediction": prediction}
     return json_response(payload, cache_control=cache_control, if_none_match=_if_none_match(),
                          extra_headers=extra)
+
+
+# The warmer's scheduled function lives on a blueprint so that its Lambda handler is
+# chalice_app.warmer.warm_api (app.py stays a few lines); registered only when the stage turns it on.
+app.register_blueprint(warmer.blueprint)
+container.mark_ready()

@@ -1,0 +1,72 @@
+"""CloudWatch Embedded Metric Format (EMF): metrics as one JSON log line, no API call.
+
+Lambda ships stdout to CloudWatch Logs, which extracts the metrics named in `_aws`; the other
+keys stay searchable in Logs Insights. Writing a line costs microseconds, where PutMetricData
+would cost a network round trip per request and an IAM permission. See docs/warmer.md "Metrics".
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+
+from chalice_app.logs import log_event
+
+NAMESPACE = "Predictions"
+REQUEST_DIMENSIONS: list[list[str]] = [["Stage", "Route"]]
+WARMER_DIMENSIONS: list[list[str]] = [["Stage"]]
+COUNT = "Count"
+MILLISECONDS = "Milliseconds"
+
+
+def emf_fields(dimensions: Sequence[Sequence[str]], metrics: Mapping[str, tuple[float, str]],
+               properties: Mapping[str, object], *, timestamp_ms: int | None = None) -> dict:
+    """The fields of one EMF record: `metrics` maps name -> (value, unit); dimension values are in `properties`."""
+    missing = {name for dims in dimensions for name in dims} - set(properties)
+    if missing:
+        # CloudWatch silently drops a record whose dimension has no value: fail loudly in tests instead.
+        raise ValueError(f"dimension without a value: {', '.join(sorted(missing))}")
+    directive = {
+        "Namespace": NAMESPACE,
+        "Dimensions": [list(dims) for dims in dimensions],
+        "Metrics": [{"Name": name, "Unit": unit} for name, (_, unit) in metrics.items()],
+    }
+    stamp = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
+    return {
+        "_aws": {"Timestamp": stamp, "CloudWatchMetrics": [directive]},
+        **properties,
+        **{name: value for name, (value, _) in metrics.items()},
+    }
+
+
+def request_fields(*, stage: str, route: str, status: int, latency_ms: float, cold: bool,
+                   init_duration_ms: float | None, cache_hit: bool | None) -> dict:
+    """One API invocation. InitDurationMs only on cold starts, CacheHit only when the store was read."""
+    metrics: dict[str, tuple[float, str]] = {
+        "ColdStart": (1 if cold else 0, COUNT),
+        "LatencyMs": (round(latency_ms, 2), MILLISECONDS),
+    }
+    if cold and init_duration_ms is not None:
+        metrics["InitDurationMs"] = (round(init_duration_ms, 1), MILLISECONDS)
+    if cache_hit is not None:
+        metrics["CacheHit"] = (1 if cache_hit else 0, COUNT)
+    return emf_fields(REQUEST_DIMENSIONS, metrics, {"Stage": stage, "Route": route, "Status": status})
+
+
+def warmer_fields(*, stage: str, summary: Mapping[str, object]) -> dict:
+    """One warmer run: its whole summary as properties, the counts as metrics."""
+    metrics = {
+        "WarmerInvoked": (summary["invoked"], COUNT),
+        "WarmerColdHits": (summary["cold"], COUNT),
+        "WarmerFailures": (summary["failures"], COUNT),
+        "WarmerContainers": (summary["containers"], COUNT),
+        "WarmerDurationMs": (summary["duration_ms"], MILLISECONDS),
+    }
+    properties = {k: v for k, v in summary.items() if k not in ("invoked", "cold", "failures", "containers",
+                                                                 "duration_ms")}
+    return emf_fields(WARMER_DIMENSIONS, metrics, {"Stage": stage, **properties})
+
+
+def emit(event: str, fields: Mapping[str, object]) -> None:
+    """Write one EMF line (through the project's structured log, so `event` and `ts` come along)."""
+    log_event(event, **fields)
