@@ -6,10 +6,15 @@ from tools.deploy import deploy, steps
 
 
 def test_the_steps_are_api_then_prewarm_then_site():
-    names = [command[1:4] for _, command in steps("prod", python="/venv/bin/python")]
+    names = [command[1:4] for _, command in steps("prod", python="/venv/bin/python", warmer_enabled=True)]
     assert names == [["deploy", "--stage", "prod"], ["-m", "chalice_app.warm", "--stage"],
                      ["build_site.py", "--stage", "prod"]]
-    assert steps("prod", python="/venv/bin/python")[2][1][-1] == "--publish"
+    assert steps("prod", python="/venv/bin/python", warmer_enabled=True)[2][1][-1] == "--publish"
+
+
+def test_a_stage_without_a_warmer_skips_the_prewarm():
+    assert [what for what, _ in steps("local")] == ["deploy the API and the warmer", "build and publish the site"]
+    assert len(steps("prod")) == 3
 
 
 def test_all_steps_run_when_each_succeeds():

@@ -15,13 +15,17 @@ from collections.abc import Callable, Sequence
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def steps(stage: str, python: str = sys.executable) -> list[tuple[str, list[str]]]:
+def steps(stage: str, python: str = sys.executable, warmer_enabled: bool | None = None) -> list[tuple[str, list[str]]]:
     chalice = os.path.join(os.path.dirname(python), "chalice")
-    return [
-        ("deploy the API and the warmer", [chalice, "deploy", "--stage", stage]),
-        ("prewarm the API", [python, "-m", "chalice_app.warm", "--stage", stage]),
-        ("build and publish the site", [python, "build_site.py", "--stage", stage, "--publish"]),
-    ]
+    if warmer_enabled is None:
+        from chalice_app.stage_config import stage_environment
+
+        warmer_enabled = stage_environment(stage).get("WARMER_ENABLED", "false").lower() == "true"
+    plan = [("deploy the API and the warmer", [chalice, "deploy", "--stage", stage])]
+    if warmer_enabled:  # a stage without a warmer has nothing to prewarm with
+        plan.append(("prewarm the API", [python, "-m", "chalice_app.warm", "--stage", stage]))
+    plan.append(("build and publish the site", [python, "build_site.py", "--stage", stage, "--publish"]))
+    return plan
 
 
 Runner = Callable[[Sequence[str]], int]
@@ -54,8 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dry-run", action="store_true", help="print the steps without running them")
     args = p.parse_args(argv)
     if args.dry_run:
-        for number, (what, command) in enumerate(steps(args.stage), 1):
-            print(f"[{number}/3] {what}: {' '.join(command)}")
+        plan = steps(args.stage)
+        for number, (what, command) in enumerate(plan, 1):
+            print(f"[{number}/{len(plan)}] {what}: {' '.join(command)}")
         return 0
     return deploy(args.stage)
 
