@@ -7,7 +7,8 @@ import secrets
 import threading
 import time
 
-from chalice_app.settings import Settings, load_settings
+from chalice_app.logs import log_event
+from chalice_app.settings import Settings, SettingsError, load_settings
 from chalice_app.store import PredictionStore
 
 # Import time of this module is the container's init time, near enough for the cold flag.
@@ -20,10 +21,28 @@ _request = threading.local()
 
 
 def settings() -> Settings:
+    """The stage's settings, read once: environment > Parameter Store (CONFIG_SSM_PATH) > defaults."""
     current = _state["settings"]
     if current is None:
-        current = _state["settings"] = load_settings()
+        current = _state["settings"] = _load_settings(os.environ)
     return current
+
+
+def _load_settings(env: dict) -> Settings:
+    path = env.get("CONFIG_SSM_PATH", "").strip()
+    if not path:
+        return load_settings(env)
+    from chalice_app.ssm_settings import make_ssm_client, read_parameters
+
+    defaults = Settings()
+    stored = read_parameters(make_ssm_client(defaults.s3_connect_timeout, defaults.s3_read_timeout), path)
+    given = {name: value for name, value in env.items() if value.strip()}
+    try:
+        return load_settings({**stored, **given})
+    except SettingsError as exc:
+        # A bad value in Parameter Store must not take the API down: the environment still works.
+        log_event("ssm_settings_invalid", path=path, error=str(exc), detail="ignoring Parameter Store")
+        return load_settings(env)
 
 
 def store() -> PredictionStore:

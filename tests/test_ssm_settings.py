@@ -57,3 +57,48 @@ def test_unreachable_parameter_store_is_one_log_line_and_no_settings(monkeypatch
     assert read_parameters(client, "/predictions/prod/") == {}
     [line] = capsys.readouterr().out.splitlines()
     assert json.loads(line)["event"] == "ssm_settings_unavailable"
+
+
+# -- wired into the container -----------------------------------------------------------------
+
+
+def test_container_reads_parameter_store_once_and_environment_wins(ssm, monkeypatch):
+    from chalice_app import container
+
+    put(ssm, "/predictions/prod/POINTER_TTL_SECONDS", "45")
+    put(ssm, "/predictions/prod/BATCH_TTL_SECONDS", "900")
+    monkeypatch.setenv("CONFIG_SSM_PATH", "/predictions/prod/")
+    monkeypatch.setenv("PREDICTIONS_BUCKET", "b")
+    monkeypatch.setenv("BATCH_TTL_SECONDS", "60")
+    calls = []
+    monkeypatch.setattr("chalice_app.ssm_settings.read_parameters",
+                        lambda client, path, _real=read_parameters: calls.append(path) or _real(ssm, path))
+    first = container.settings()
+    assert (first.pointer_ttl, first.batch_ttl) == (45.0, 60.0)
+    assert container.settings() is first
+    assert calls == ["/predictions/prod/"]
+
+
+def test_a_bad_parameter_store_value_falls_back_to_the_environment(ssm, monkeypatch, capsys):
+    from chalice_app import container
+
+    put(ssm, "/predictions/prod/POINTER_TTL_SECONDS", "soon")
+    monkeypatch.setenv("CONFIG_SSM_PATH", "/predictions/prod/")
+    monkeypatch.setenv("PREDICTIONS_BUCKET", "b")
+    monkeypatch.setattr("chalice_app.ssm_settings.make_ssm_client", lambda *a: ssm)
+    assert container.settings().pointer_ttl == 30.0
+    assert "ssm_settings_invalid" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_stage_policy_grants_exactly_its_parameter_path(stage):
+    from chalice_app.stage_config import stage_environment
+    from tests.conftest import PROJECT_DIR
+
+    path = stage_environment(stage)["CONFIG_SSM_PATH"]
+    with open(f"{PROJECT_DIR}/.chalice/policy-{stage}.json") as fh:
+        statements = json.load(fh)["Statement"]
+    ssm_statements = [s for s in statements if any(a.startswith("ssm:") for a in s["Action"])]
+    assert ssm_statements == [{"Sid": "ReadStageSettingsFromParameterStore", "Effect": "Allow",
+                               "Action": ["ssm:GetParametersByPath"],
+                               "Resource": [f"arn:aws:ssm:*:*:parameter{path.rstrip('/')}"]}]
