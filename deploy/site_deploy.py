@@ -84,7 +84,8 @@ def api_domain(stage: str, deployed_dir: str = DEPLOYED_DIR) -> str:
         with open(path, encoding="utf-8") as fh:
             resources = json.load(fh).get("resources", [])
     except FileNotFoundError:
-        raise DeployError(f"{os.path.relpath(path, PROJECT_DIR)} not found: run `chalice deploy --stage {stage}` "
+        shown = os.path.relpath(path, PROJECT_DIR) if path.startswith(PROJECT_DIR) else path
+        raise DeployError(f"{shown} not found: run `chalice deploy --stage {stage}` "
                           "first, so the site can route /api/* to the stage's API") from None
     for resource in resources:
         if resource.get("resource_type") == "rest_api" and resource.get("rest_api_url"):

@@ -1,0 +1,179 @@
+// Progressive enhancement of a pre-rendered batch page. Without this script the page is complete:
+// the first rows, the chart and links to the other rows are in the HTML. With it, the embedded rows
+// can be sorted, filtered and paged, and the latest page swaps in a newer batch from the API.
+(() => {
+  "use strict";
+  const main = document.querySelector("main[data-batch-date]");
+  const dataEl = document.getElementById("batch-data");
+  if (!main || !dataEl) return;
+  let data;
+  try {
+    data = JSON.parse(dataEl.textContent);
+  } catch {
+    return; // a broken data block leaves the static table, which is still right
+  }
+
+  const PAGE = 100;
+  const API_LIMIT = 500; // the API's largest page
+  const $ = (id) => document.getElementById(id);
+  const table = $("predictions");
+  const heads = Array.from(table.tHead.rows[0].cells);
+  const cols = data.columns;
+  const state = { date: main.dataset.batchDate, rows: data.rows, sort: -1, desc: false, q: "", page: 0 };
+
+  const text = (v) => (v === null || v === undefined ? "" : String(v));
+  // Not toLocaleString: initialising Intl on load made the script's start-up a long task.
+  const fmt = (n) => String(n).replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+  let collator = null; // created on the first text sort, not on every comparison
+  const isMissing = (v) => v === null || v === undefined;
+
+  // Missing values sort last in both directions, as the API orders them.
+  function compare(i, desc) {
+    return (a, b) => {
+      const x = a[i];
+      const y = b[i];
+      if (isMissing(x) || isMissing(y)) return isMissing(x) - isMissing(y);
+      const r = typeof x === "number" && typeof y === "number"
+        ? x - y
+        : (collator ||= new Intl.Collator("en", { numeric: true })).compare(String(x), String(y));
+      return desc ? -r : r;
+    };
+  }
+
+  // Same rule as the API's q: a case-insensitive substring of any text field.
+  function view() {
+    let rows = state.rows;
+    if (state.q) {
+      const q = state.q.toLowerCase();
+      rows = rows.filter((row) => row.some((v) => typeof v === "string" && v.toLowerCase().includes(q)));
+    }
+    if (state.sort >= 0) rows = rows.slice().sort(compare(state.sort, state.desc));
+    return rows;
+  }
+
+  function rowElement(row) {
+    const tr = document.createElement("tr");
+    row.forEach((v, i) => {
+      const cell = document.createElement(i === 0 ? "th" : "td");
+      if (i === 0) cell.scope = "row";
+      if (cols[i].numeric) cell.className = "n";
+      cell.textContent = text(v); // never markup: labels are data
+      tr.appendChild(cell);
+    });
+    return tr;
+  }
+
+  function showControls(matching) {
+    const pages = Math.max(1, Math.ceil(matching / PAGE));
+    const start = state.page * PAGE;
+    const shown = Math.max(0, Math.min(PAGE, matching - start));
+    const match = state.q ? ` matching “${state.q}”` : "";
+    $("count").textContent = shown
+      ? `Rows ${fmt(start + 1)}–${fmt(start + shown)} of ${fmt(matching)}${match}`
+      : `No rows${match}`;
+    $("page-label").textContent = `Page ${state.page + 1} of ${pages}`;
+    $("prev").disabled = state.page === 0;
+    $("next").disabled = state.page >= pages - 1;
+  }
+
+  function render() {
+    const rows = view();
+    const pages = Math.max(1, Math.ceil(rows.length / PAGE));
+    state.page = Math.min(state.page, pages - 1);
+    const start = state.page * PAGE;
+    table.tBodies[0].replaceChildren(...rows.slice(start, start + PAGE).map(rowElement));
+    showControls(rows.length);
+  }
+
+  function sortBy(i) {
+    state.desc = state.sort === i ? !state.desc : false;
+    state.sort = i;
+    state.page = 0;
+    heads.forEach((th, j) => {
+      if (j === i) th.setAttribute("aria-sort", state.desc ? "descending" : "ascending");
+      else th.removeAttribute("aria-sort");
+    });
+    render();
+  }
+
+  heads.forEach((th, i) => {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = th.textContent;
+    button.addEventListener("click", () => sortBy(i));
+    th.replaceChildren(button);
+  });
+  $("filter").addEventListener("input", (event) => {
+    state.q = event.target.value.trim();
+    state.page = 0;
+    render();
+  });
+  $("prev").addEventListener("click", () => { state.page -= 1; render(); });
+  $("next").addEventListener("click", () => { state.page += 1; render(); });
+  showControls(state.rows.length); // the server already rendered the first page's rows
+  // Reveal the controls (their space was reserved) and drop the links they replace. Element by
+  // element rather than a class on <html>, which would restyle the whole page at once.
+  document.querySelectorAll(".enhance").forEach((el) => el.classList.remove("enhance"));
+  document.querySelectorAll(".static-only").forEach((el) => { el.hidden = true; });
+
+  // ---- live refresh: only pages marked data-api (the latest page) ask the API ----
+
+  async function getJSON(url) {
+    const response = await fetch(url, { headers: { Accept: "application/json" } });
+    if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+    return response.json();
+  }
+
+  function bind(name, value) {
+    document.querySelectorAll(`[data-bind="${name}"]`).forEach((el) => { el.textContent = value; });
+  }
+
+  function showTime(iso) {
+    const t = new Date(iso);
+    return Number.isNaN(t.getTime()) ? text(iso) : `${t.toISOString().slice(0, 16).replace("T", " ")} UTC`;
+  }
+
+  function apply(meta, items) {
+    const old = state.date;
+    state.date = meta.date;
+    state.rows = items.map((item) => cols.map((c) => (item[c.name] === undefined ? null : item[c.name])));
+    state.page = 0;
+    const model = meta.model || {};
+    bind("date", meta.date);
+    bind("model", [model.name, model.version].filter(Boolean).join(" "));
+    bind("total", fmt(Number(meta.total)));
+    bind("generated", showTime(meta.generated_at));
+    document.querySelectorAll('time[data-bind="generated"]').forEach((el) => { el.dateTime = text(meta.generated_at); });
+    // The chart was drawn at build time; say which batch it shows rather than mislabel it.
+    bind("chart-note", `This chart shows the batch of ${old}; the table shows ${meta.date}.`);
+    document.title = document.title.replace(old, meta.date);
+    render();
+    $("live-note").textContent = `Updated to ${meta.date}: a newer batch was published after this page was built.`;
+  }
+
+  async function refresh(api) {
+    const index = await getJSON(`${api}/predictions`);
+    if (typeof index.latest !== "string" || !(index.latest > state.date)) return;
+    let url = `${api}/predictions/latest?limit=${API_LIMIT}`;
+    let meta = null;
+    let items = [];
+    while (url && items.length < data.max_rows) {
+      const page = await getJSON(url);
+      if (!Array.isArray(page.items) || typeof page.date !== "string") throw new Error("unexpected answer");
+      meta = meta || page;
+      items = items.concat(page.items);
+      // The cursor pins the batch, so later pages cannot mix in an even newer one.
+      url = page.next_cursor
+        ? `${api}/predictions/${meta.date}?limit=${API_LIMIT}&cursor=${encodeURIComponent(page.next_cursor)}`
+        : null;
+    }
+    if (meta.date > state.date) apply(meta, items.slice(0, data.max_rows));
+  }
+
+  if (main.dataset.api) {
+    refresh(main.dataset.api).catch(() => {
+      // The API is down or answered nonsense: the pre-rendered batch stays, which is still correct,
+      // only older. Nothing to tell the reader that the page does not already say.
+    });
+  }
+})();

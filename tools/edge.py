@@ -1,0 +1,254 @@
+"""The local edge: serves a built site and forwards /api/* to the API, the way CloudFront does.
+
+    python -m tools.edge --root build/site-local --api http://127.0.0.1:8000 --port 8080
+
+Static files get the Content-Type, Cache-Control and security headers build_site.py prescribes
+(hashed assets immutable for a year, everything else revalidated), an ETag with 304 answers, and
+gzip when the client accepts it. /api/<path> goes to <api>/<path>: the /api prefix is removed as
+API Gateway's stage does, query string and conditional headers pass through, and status, headers
+and body (304 included) come back as they are. Binds 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import http.client
+import http.server
+import json
+import os
+import sys
+import threading
+import urllib.parse
+from typing import Any
+
+PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if PROJECT_DIR not in sys.path:  # `python -m tools.edge` from another folder must still find build_site
+    sys.path.insert(0, PROJECT_DIR)
+
+from build_site import SECURITY_HEADERS, cache_control_for, content_type_for  # noqa: E402
+
+HOST = "127.0.0.1"
+# CloudFront compresses objects from 1,000 bytes to 10 MB, and only types that benefit.
+COMPRESS_MIN, COMPRESS_MAX = 1000, 10_000_000
+COMPRESSIBLE = ("text/", "application/json", "application/javascript", "image/svg+xml")
+UPSTREAM_TIMEOUT = 29.0  # API Gateway's own limit
+FORWARDED_REQUEST_HEADERS = ("Accept", "Accept-Language", "If-None-Match", "If-Modified-Since", "User-Agent")
+HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
+                        "trailer", "transfer-encoding", "upgrade", "content-length", "date", "server"})
+
+Headers = list[tuple[str, str]]
+
+
+def _has(headers: Headers, name: str) -> str | None:
+    name = name.lower()
+    return next((v for k, v in headers if k.lower() == name), None)
+
+
+def accepts_gzip(accept_encoding: str | None) -> bool:
+    for token in (accept_encoding or "").split(","):
+        coding, _, params = token.strip().partition(";")
+        if coding.strip().lower() in ("gzip", "*"):
+            return params.replace(" ", "").lower() not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
+    return False
+
+
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """Weak comparison (RFC 9110): a compressed variant's W/ tag still matches its file."""
+    if not if_none_match:
+        return False
+    bare = etag.removeprefix("W/")
+    return any(t.strip() == "*" or t.strip().removeprefix("W/") == bare for t in if_none_match.split(","))
+
+
+class EdgeServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, root: str, api: str, port: int = 0, quiet: bool = False) -> None:
+        self.root = os.path.realpath(root)
+        self.api = urllib.parse.urlsplit(api.rstrip("/"))
+        if self.api.scheme not in ("http", "https") or not self.api.hostname:
+            raise ValueError(f"--api must be an http(s) URL, got {api!r}")
+        self.quiet = quiet
+        self.thread: threading.Thread | None = None
+        super().__init__((HOST, port), EdgeHandler)
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.server_address[1]}"
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+        if self.thread is not None:
+            self.thread.join(timeout=5)
+
+
+class EdgeHandler(http.server.BaseHTTPRequestHandler):
+    server: EdgeServer
+    protocol_version = "HTTP/1.1"  # keep-alive, as browsers get from CloudFront
+    server_version = "local-edge"
+
+    def version_string(self) -> str:
+        return self.server_version
+
+    def do_GET(self) -> None:
+        self._handle(head=False)
+
+    def do_HEAD(self) -> None:
+        self._handle(head=True)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if not self.server.quiet:
+            super().log_message(format, *args)
+
+    # -- routing ---------------------------------------------------------------------------
+
+    def _handle(self, head: bool) -> None:
+        path, _, query = self.path.partition("?")
+        if path == "/api" or path.startswith("/api/"):
+            self._forward(path[len("/api"):] or "/", query, head)
+        else:
+            self._serve_file(path, head)
+
+    # -- static files ----------------------------------------------------------------------
+
+    def _resolve(self, url_path: str) -> tuple[str, str] | None:
+        """(file system path, path relative to the root), or None for anything outside the root."""
+        decoded = urllib.parse.unquote(url_path)
+        parts = [p for p in decoded.split("/") if p not in ("", ".")]
+        if "\x00" in decoded or ".." in parts or any("\\" in p for p in parts):
+            return None
+        full = os.path.realpath(os.path.join(self.server.root, *parts))
+        if full != self.server.root and not full.startswith(self.server.root + os.sep):
+            return None  # a symlink pointing out of the site
+        return full, "/".join(parts)
+
+    def _serve_file(self, url_path: str, head: bool) -> None:
+        found = self._resolve(url_path)
+        if found and os.path.isdir(found[0]):
+            if not url_path.endswith("/"):
+                self._send(301, [("Location", "/" + found[1] + "/"), ("Cache-Control", "no-cache")], b"", head)
+                return
+            found = (os.path.join(found[0], "index.html"), (found[1] + "/index.html").lstrip("/"))
+        if not found or not os.path.isfile(found[0]):
+            self._not_found(head)
+            return
+        full, rel = found
+        with open(full, "rb") as fh:
+            body = fh.read()
+        etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+        headers = [("Content-Type", content_type_for(rel)), ("Cache-Control", cache_control_for(rel)),
+                   ("ETag", etag), *SECURITY_HEADERS.items()]
+        if etag_matches(self.headers.get("If-None-Match"), etag):
+            self._send(304, headers, b"", head)
+            return
+        self._send(200, headers, body, head)
+
+    def _not_found(self, head: bool) -> None:
+        """The site's 404.html with status 404, as CloudFront's custom error response gives it."""
+        page = os.path.join(self.server.root, "404.html")
+        try:
+            with open(page, "rb") as fh:
+                body, kind = fh.read(), content_type_for(page)
+        except OSError:
+            body, kind = b"Not found\n", "text/plain; charset=utf-8"
+        headers = [("Content-Type", kind), ("Cache-Control", "no-cache"), *SECURITY_HEADERS.items()]
+        self._send(404, headers, body, head)
+
+    # -- the API -----------------------------------------------------------------------------
+
+    def _forward(self, subpath: str, query: str, head: bool) -> None:
+        api = self.server.api
+        target = (api.path or "") + subpath + (f"?{query}" if query else "")
+        wanted = [(name, self.headers[name]) for name in FORWARDED_REQUEST_HEADERS if self.headers.get(name)]
+        kind = http.client.HTTPSConnection if api.scheme == "https" else http.client.HTTPConnection
+        conn = kind(api.hostname, api.port, timeout=UPSTREAM_TIMEOUT)
+        try:
+            conn.request("HEAD" if head else "GET", target, headers=dict(wanted))
+            upstream = conn.getresponse()
+            body = upstream.read()
+            relayed = [(k, v) for k, v in upstream.getheaders() if k.lower() not in HOP_BY_HOP]
+            status = upstream.status
+        except TimeoutError:
+            self._gateway_error(504, "gateway_timeout", "the API did not answer in time", head)
+            return
+        except OSError:
+            self._gateway_error(502, "bad_gateway", "the API cannot be reached", head)
+            return
+        finally:
+            conn.close()
+        # CloudFront's response headers policy does not override what the origin already set.
+        for name, value in SECURITY_HEADERS.items():
+            if not _has(relayed, name):
+                relayed.append((name, value))
+        self._send(status, relayed, body, head)
+
+    def _gateway_error(self, status: int, code: str, message: str, head: bool) -> None:
+        body = json.dumps({"error": {"code": code, "message": message}}).encode()
+        headers = [("Content-Type", "application/json; charset=utf-8"), ("Cache-Control", "no-store"),
+                   *SECURITY_HEADERS.items()]
+        self._send(status, headers, body, head)
+
+    # -- the wire ----------------------------------------------------------------------------
+
+    def _send(self, status: int, headers: Headers, body: bytes, head: bool) -> None:
+        headers = list(headers)
+        kind = _has(headers, "Content-Type") or ""
+        if kind.startswith(COMPRESSIBLE) and not _has(headers, "Content-Encoding"):
+            headers.append(("Vary", "Accept-Encoding"))
+            if COMPRESS_MIN <= len(body) <= COMPRESS_MAX and accepts_gzip(self.headers.get("Accept-Encoding")):
+                body = gzip.compress(body, compresslevel=6, mtime=0)
+                headers.append(("Content-Encoding", "gzip"))
+                # A compressed variant is not byte-identical to the original: its tag becomes weak.
+                headers = [(k, "W/" + v if k.lower() == "etag" and not v.startswith("W/") else v)
+                           for k, v in headers]
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        if status not in (204, 304):
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if not head and status not in (204, 304):
+            self.wfile.write(body)
+
+
+def start_in_thread(root: str, api: str, port: int = 0, quiet: bool = True) -> EdgeServer:
+    """An edge serving `root` on 127.0.0.1 in a daemon thread (port 0 picks a free one); .stop() ends it."""
+    server = EdgeServer(root, api, port, quiet=quiet)
+    # A short poll interval makes stop() quick; the cost is a wake-up every 0.1 s while idle.
+    server.thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
+                                     name="local-edge", daemon=True)
+    server.thread.start()
+    return server
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tools.edge",
+                                description="Serve a built site on 127.0.0.1 and forward /api/* to the API, "
+                                            "as CloudFront does.")
+    p.add_argument("--root", required=True, help="the built site folder (build_site.py --out)")
+    p.add_argument("--api", required=True, help="the API's base URL, e.g. http://127.0.0.1:8000 (chalice local)")
+    p.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1 (default 8080)")
+    p.add_argument("--quiet", action="store_true", help="do not log requests")
+    args = p.parse_args(argv)
+    if not os.path.isfile(os.path.join(args.root, "index.html")):
+        p.error(f"{args.root} has no index.html: build the site first (python build_site.py)")
+    try:
+        server = EdgeServer(args.root, args.api, args.port, quiet=args.quiet)
+    except (ValueError, OSError) as exc:
+        print(f"edge: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"edge: serving {args.root} on {server.url}, /api/* -> {args.api}", file=sys.stderr, flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

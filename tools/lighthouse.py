@@ -1,0 +1,157 @@
+"""`make lighthouse`: build a site of 500 predictions, serve it like production, score it.
+
+    python -m tools.lighthouse [--count 500] [--preset mobile|desktop] [--min-score 95] [--max-kb 50]
+
+Runs the whole local stack (moto S3 seeded with sample batches, chalice local, build_site.py
+--stage local, the local edge on 127.0.0.1), then Lighthouse 12 (npm, `npm ci` first) with
+Debian's Chromium on each page. Prints the four category scores and the bytes transferred, and
+exits 1 when a score is below --min-score or the latest page weighs more than --max-kb.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from tools import devstack
+from tools.edge import start_in_thread
+
+PROJECT_DIR = devstack.PROJECT_DIR
+LIGHTHOUSE = os.path.join(PROJECT_DIR, "node_modules", ".bin", "lighthouse")
+CHROME = os.environ.get("CHROME_PATH", "/usr/bin/chromium")
+CHROME_FLAGS = ("--headless --no-sandbox --disable-gpu --disable-quic --no-first-run "
+                "--disable-background-networking --disable-component-update --disable-sync")
+CATEGORIES = ("performance", "accessibility", "best-practices", "seo")
+METRICS = {"FCP": "first-contentful-paint", "LCP": "largest-contentful-paint", "TBT": "total-blocking-time",
+           "CLS": "cumulative-layout-shift", "SI": "speed-index"}
+END_DATE = "2026-11-20"  # fixed, so runs are comparable
+
+
+@dataclass(frozen=True)
+class Score:
+    path: str
+    scores: dict[str, int]
+    transfer_bytes: int
+    requests: int
+    failing: list[str]
+    metrics: str
+
+
+def run_lighthouse(url: str, preset: str, workdir: str, save_dir: str | None = None) -> dict[str, Any]:
+    name = url.split("/", 3)[3].replace("/", "_").removesuffix(".html") or "index"
+    report = os.path.join(save_dir or workdir, f"lighthouse-{name}.json")
+    cmd = [LIGHTHOUSE, url, "--output=json", f"--output-path={report}", "--quiet",
+           f"--chrome-flags={CHROME_FLAGS}", "--only-categories=" + ",".join(CATEGORIES)]
+    if preset == "desktop":
+        cmd.append("--preset=desktop")
+    env = {**os.environ, "CHROME_PATH": CHROME, "TMPDIR": workdir}
+    subprocess.run(cmd, env=env, check=True, timeout=180, stdout=subprocess.DEVNULL)
+    with open(report, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def summarize(path: str, report: dict[str, Any]) -> Score:
+    scores = {c: round(100 * (report["categories"][c]["score"] or 0)) for c in CATEGORIES}
+    audits = report["audits"]
+    # Only audits that count towards a score: insights and diagnostics are advice, not failures.
+    weighted = {ref["id"] for c in CATEGORIES for ref in report["categories"][c]["auditRefs"] if ref["weight"]}
+    failing = sorted(i for i in weighted if audits[i].get("score") is not None and audits[i]["score"] < 0.9)
+    requests = len(audits.get("network-requests", {}).get("details", {}).get("items", []))
+    metrics = ", ".join(f"{name} {audits[key]['displayValue']}" for name, key in METRICS.items()
+                        if audits.get(key, {}).get("displayValue"))
+    return Score(path, scores, int(audits["total-byte-weight"]["numericValue"]), requests, failing, metrics)
+
+
+def start_stack(count: int, days: int, workdir: str) -> tuple[Any, subprocess.Popen, str, float]:
+    """moto + sample batches + chalice local, and the site built from them: (moto, api, site, build s)."""
+    from chalice_app.stage_config import stage_environment
+
+    moto, endpoint = devstack.start_moto(0)
+    devstack.seed(endpoint, stage_environment("local")["PREDICTIONS_BUCKET"], days, count, END_DATE)
+    port = _free_port()
+    api = devstack.start_chalice_local(endpoint, port)
+    devstack.wait_http(f"http://127.0.0.1:{port}/health", proc=api)
+    site = os.path.join(workdir, "site")
+    started = time.monotonic()
+    subprocess.run([sys.executable, "build_site.py", "--stage", "local", "--out", site, "--days", str(days)],
+                   cwd=PROJECT_DIR, env=devstack.aws_env(endpoint), check=True, capture_output=True)
+    return moto, api, f"http://127.0.0.1:{port}", time.monotonic() - started
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tools.lighthouse", description=__doc__.split("\n\n")[0])
+    p.add_argument("--count", type=int, default=500, help="predictions per batch (default 500)")
+    p.add_argument("--days", type=int, default=3, help="days of batches (default 3)")
+    p.add_argument("--preset", choices=("mobile", "desktop"), default="mobile",
+                   help="Lighthouse's device and throttling preset (default mobile: the stricter one)")
+    p.add_argument("--pages", default=f"/,/d/{END_DATE}.html,/docs/api.html", help="comma-separated paths")
+    p.add_argument("--min-score", type=int, default=95, help="fail below this score (default 95)")
+    p.add_argument("--max-kb", type=float, default=50.0, help="fail when / transfers more (default 50 KB)")
+    p.add_argument("--save", metavar="DIR", help="keep the JSON reports in DIR")
+    args = p.parse_args(argv)
+    if not os.path.exists(LIGHTHOUSE):
+        print("lighthouse: error: node_modules/.bin/lighthouse is missing: run `npm ci`", file=sys.stderr)
+        return 1
+    if not os.path.exists(CHROME):
+        print(f"lighthouse: error: {CHROME} is missing: apt-get install -y chromium", file=sys.stderr)
+        return 1
+    workdir = tempfile.mkdtemp(prefix="lighthouse-")
+    moto = api = edge = None
+    try:
+        moto, api, api_url, build_seconds = start_stack(args.count, args.days, workdir)
+        edge = start_in_thread(os.path.join(workdir, "site"), api_url)
+        print(f"built {args.days} days x {args.count} predictions in {build_seconds:.1f} s; serving {edge.url}",
+              flush=True)
+        if args.save:
+            os.makedirs(args.save, exist_ok=True)
+        results = [summarize(path, run_lighthouse(edge.url + path, args.preset, workdir, args.save))
+                   for path in args.pages.split(",")]
+    finally:
+        if edge is not None:
+            edge.stop()
+        if api is not None:
+            devstack.stop(api)
+        if moto is not None:
+            moto.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    return report(results, args.min_score, args.max_kb * 1024, args.preset)
+
+
+def report(results: list[Score], min_score: int, max_bytes: float, preset: str) -> int:
+    print(f"\nLighthouse 12, {preset} preset")
+    print(f"{'page':32} {'perf':>5} {'a11y':>5} {'b-p':>5} {'seo':>5} {'transfer':>10} {'requests':>8}")
+    ok = True
+    for r in results:
+        s = r.scores
+        print(f"{r.path:32} {s['performance']:>5} {s['accessibility']:>5} {s['best-practices']:>5} "
+              f"{s['seo']:>5} {r.transfer_bytes / 1024:>8.1f} KB {r.requests:>8}")
+        print(f"{'':32} {r.metrics}")
+        if r.failing:
+            print(f"{'':32} audits below 90: {', '.join(r.failing)}")
+        if min(s.values()) < min_score:
+            ok = False
+        if r.path == "/" and r.transfer_bytes > max_bytes:
+            print(f"{'':32} the latest page transfers more than {max_bytes / 1024:.0f} KB")
+            ok = False
+    print("PASS" if ok else f"FAIL: every score must be at least {min_score}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
