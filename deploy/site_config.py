@@ -65,6 +65,9 @@ def response_headers_policy_config(name: str, csp: str) -> dict:
             "FrameOptions": {"Override": True, "FrameOption": "DENY"},
             "ReferrerPolicy": {"Override": True, "ReferrerPolicy": "strict-origin-when-cross-origin"},
         },
+        # Not among CloudFront's security headers, so sent as a custom one (the local edge sends it too).
+        "CustomHeadersConfig": {"Quantity": 1, "Items": [
+            {"Header": "Cross-Origin-Opener-Policy", "Value": "same-origin", "Override": True}]},
     }
 
 

@@ -196,6 +196,26 @@ def test_headers_policy_sets_hsts_csp_nosniff_frames_and_referrer(aws, site, dep
     assert headers["ReferrerPolicy"]["ReferrerPolicy"] == "strict-origin-when-cross-origin"
 
 
+def test_cloudfront_sends_every_header_the_local_edge_sends(aws, site, deployed, recorder):
+    """The site is tested through the local edge: CloudFront must add the same headers."""
+    from build_site import SECURITY_HEADERS
+
+    publish(aws, site, deployed)
+    config = recorder.params("CreateResponseHeadersPolicy")["ResponseHeadersPolicyConfig"]
+    security = config["SecurityHeadersConfig"]
+    hsts = security["StrictTransportSecurity"]
+    sent = {
+        "Content-Security-Policy": security["ContentSecurityPolicy"]["ContentSecurityPolicy"],
+        "X-Content-Type-Options": "nosniff",
+        "X-Frame-Options": security["FrameOptions"]["FrameOption"],
+        "Referrer-Policy": security["ReferrerPolicy"]["ReferrerPolicy"],
+        "Strict-Transport-Security": f"max-age={hsts['AccessControlMaxAgeSec']}"
+                                     + ("; includeSubDomains" if hsts["IncludeSubdomains"] else ""),
+        **{h["Header"]: h["Value"] for h in config["CustomHeadersConfig"]["Items"]},
+    }
+    assert sent == SECURITY_HEADERS
+
+
 def test_uploads_carry_type_and_cache_headers(aws, site, deployed):
     report = publish(aws, site, deployed)
     html = aws.s3.head_object(Bucket=report.bucket, Key="index.html")
