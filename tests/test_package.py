@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import pytest
 from conftest import PROJECT_DIR
@@ -110,6 +111,10 @@ def test_template_declares_the_api_function_with_the_stage_policy(package):
     handler = resources["APIHandler"]["Properties"]
     assert handler["Handler"] == "app.app"
     assert handler["Environment"]["Variables"]["PREDICTIONS_BUCKET"] == "example-predictions-dev"
+    # A burst (or an attack) cannot scale the API past the stage's cap, nor starve other functions.
+    config = json.loads((Path(PROJECT_DIR) / ".chalice" / "config.json").read_text())
+    cap = config["stages"]["dev"]["lambda_functions"]["api_handler"]["reserved_concurrency"]
+    assert handler["ReservedConcurrentExecutions"] == cap
     role = resources[handler["Role"]["Fn::GetAtt"][0]]  # the API function's own role
     statements = role["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
     actions = {a for s in statements for a in s["Action"]}
