@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable
+from http import HTTPStatus
 
 from chalice import Chalice, Response
 
@@ -22,6 +23,11 @@ MAX_LIMIT = 500
 MAX_Q_LENGTH = 200
 PAGE_PARAMS = ("limit", "cursor", "sort", "order", "q")
 STALE_HEADER = "X-Predictions-Stale"
+# A GET has no body, so its Content-Type must not matter: Chalice's default (JSON only) would
+# answer a 415 of its own to any other.
+GET = {"methods": ["GET"], "content_types": ["*/*"]}
+# Codes for the answers Chalice makes itself (405, an exception outside a view), in our shape.
+CHALICE_STATUS_CODES = {405: "method_not_allowed", 415: "unsupported_media_type"}
 
 
 def _query() -> dict[str, str]:
@@ -92,6 +98,8 @@ def _count_invocations(event, get_response) -> Response:  # noqa: ANN001 - Chali
     cold = container.begin_invocation()
     container.note_invocation(cold)
     response = get_response(event)
+    if "X-Content-Type-Options" not in response.headers:
+        response = _in_api_shape(response)
     origin = container.settings().cors_origin
     if origin:
         response.headers["Access-Control-Allow-Origin"] = origin
@@ -101,6 +109,14 @@ def _count_invocations(event, get_response) -> Response:  # noqa: ANN001 - Chali
         status=response.status_code, latency_ms=(time.perf_counter() - started) * 1000, cold=cold,
         init_duration_ms=container.init_duration_ms() if cold else None, cache_hit=container.cache_hit()))
     return response
+
+
+def _in_api_shape(response: Response) -> Response:
+    """Chalice's own answers (405, 415, an unhandled error) rewritten as the API's: never its body."""
+    status = response.status_code
+    code = CHALICE_STATUS_CODES.get(status) or ("internal_error" if status >= 500 else "bad_request")
+    extra = {"Allow": response.headers["Allow"]} if "Allow" in response.headers else None
+    return error_response(ApiError(status, code, HTTPStatus(status).phrase.lower()), extra)
 
 
 @app.middleware("http")
@@ -116,7 +132,7 @@ def _warm_up(event, get_response) -> Response:  # noqa: ANN001 - Chalice middlew
     return get_response(event)
 
 
-@app.route("/health", methods=["GET"])
+@app.route("/health", **GET)
 @api_view
 def health() -> Response:
     cfg = container.settings()
@@ -126,7 +142,7 @@ def health() -> Response:
     )
 
 
-@app.route("/predictions", methods=["GET"])
+@app.route("/predictions", **GET)
 @api_view
 def list_dates() -> Response:
     _query_none()
@@ -148,7 +164,9 @@ def _query_none() -> None:
 
 def _page_params(params: dict[str, str], date: str) -> tuple[Cursor, int]:
     raw_limit = params.get("limit", str(DEFAULT_LIMIT))
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
+    # isdigit() alone admits '²' and 5,000-digit strings, which int() rejects: check ASCII and length.
+    if not (raw_limit.isascii() and raw_limit.isdigit() and len(raw_limit) <= 4) \
+            or not 1 <= int(raw_limit) <= MAX_LIMIT:
         raise ApiError(400, "invalid_limit", f"limit must be an integer from 1 to {MAX_LIMIT}")
     order = params.get("order", "asc")
     if order not in ("asc", "desc"):
@@ -175,7 +193,7 @@ def _page_params(params: dict[str, str], date: str) -> tuple[Cursor, int]:
     return cursor, int(raw_limit)
 
 
-@app.route("/predictions/{date}", methods=["GET"])
+@app.route("/predictions/{date}", **GET)
 @api_view
 def get_batch(date: str) -> Response:
     _check_date(date)
@@ -205,7 +223,7 @@ def get_batch(date: str) -> Response:
                          extra_headers=extra)
 
 
-@app.route("/predictions/{date}/{pid}", methods=["GET"])
+@app.route("/predictions/{date}/{pid}", **GET)
 @api_view
 def get_prediction(date: str, pid: str) -> Response:
     _check_date(date)

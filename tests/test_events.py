@@ -31,7 +31,8 @@ def requested_keys(s3, put_batch, local_env):
     seen: list[str] = []
     client = container.store().source.client
 
-    def record(params, **_):
+    def record(context, **_):
+        params = context["input_params"]  # before-call's own `params` is the serialized request
         seen.append(params.get("Key") or "LIST:" + params.get("Prefix", ""))
 
     client.meta.events.register("before-call.s3", record)
@@ -45,6 +46,7 @@ def call(event: dict) -> dict:
 def test_a_raw_event_is_routed_and_answered(requested_keys):
     response = call(proxy_event("/predictions/{date}", {"date": "latest"}, {"limit": "2"}))
     assert response["statusCode"] == 200
+    assert requested_keys == ["predictions/latest.json", "predictions/2026-11-23/predictions.json"]
     assert len(json.loads(response["body"])["items"]) == 2
     assert response["headers"]["ETag"]
 

@@ -16,7 +16,7 @@ import pytest
 from apigw import proxy_event
 from botocore.awsrequest import AWSResponse
 from conftest import BUCKET, PREFIX, make_doc
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app import app
@@ -86,12 +86,6 @@ def queries(draw: st.DrawFn) -> dict[str, list[str]]:
     names = draw(st.lists(st.one_of(st.sampled_from(PAGE_PARAMS), st.sampled_from(["", "LIMIT", "limit ", "x"]),
                                     st.text(max_size=12)), max_size=4, unique=True))
     return {name: draw(st.lists(query_values(name), min_size=1, max_size=3)) for name in names}
-
-
-def hits_known_limit_bug(query: dict[str, list[str]]) -> bool:
-    """BUG, see test_limit_of_unicode_or_thousands_of_digits_is_a_400: drop this filter with the fix."""
-    values = query.get("limit") or []
-    return len(values) == 1 and values[0].isdigit() and not (values[0].isascii() and len(values[0]) < 4300)
 
 
 # -- fixtures -----------------------------------------------------------------------------------
@@ -231,7 +225,6 @@ def test_date_list_refuses_any_query_cleanly(requested, query):
 @given(date=st.one_of(st.sampled_from(["latest", "2026-11-23", "2026-11-22", "2026-11-20"]), hostile_text()),
        query=queries())
 def test_batch_route_with_hostile_date_and_query(requested, date, query):
-    assume(not hits_known_limit_bug(query))
     response = call(proxy_event("/predictions/{date}", {"date": date}, query))
     assert response["statusCode"] in (200, 304, 400, 404)
     assert_hygienic(response)
@@ -291,11 +284,9 @@ def test_a_real_cursor_walk_stays_inside_the_prefix(requested):
     assert_inside_prefix(requested)
 
 
-# -- known bugs, found by the properties above --------------------------------------------------
+# -- bugs the properties above found (fixed; kept as regressions) --------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: routes._page_params checks limit with str.isdigit(), which accepts "
-                   "'²', '①' and >4300-digit strings that int() then rejects: ValueError -> 500")
 @pytest.mark.parametrize("limit", ["²", "①", "9" * 4301], ids=["superscript", "circled", "4301-digits"])
 def test_limit_of_unicode_or_thousands_of_digits_is_a_400(requested, limit):
     response = call(proxy_event("/predictions/{date}", {"date": "latest"}, {"limit": limit}))
@@ -303,16 +294,11 @@ def test_limit_of_unicode_or_thousands_of_digits_is_a_400(requested, limit):
     assert json.loads(response["body"])["error"]["code"] == "invalid_limit"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a GET carrying any Content-Type but application/json gets Chalice's "
-                   "own 415 (routes declare the default content_types=['application/json'])")
 def test_a_get_with_a_content_type_header_is_answered(requested):
     response = call(proxy_event("/predictions/{date}", {"date": "latest"}, headers={"Content-Type": "text/plain"}))
     assert response["statusCode"] == 200
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: Chalice's built-in 405/415 answers bypass responses.py: body "
-                   "{'Code','Message'} not the error shape, no nosniff/CSP, and the 415 echoes the raw "
-                   "Content-Type (markup included) unescaped")
 @pytest.mark.parametrize("method, headers", [("GET", {"Content-Type": f"text/html{SCRIPT}"}), ("POST", {})],
                          ids=["415-content-type", "405-method"])
 def test_a_hostile_content_type_or_method_still_gets_an_api_answer(requested, method, headers):

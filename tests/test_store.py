@@ -46,7 +46,8 @@ class S3Calls:
         # before-send sits below botocore's retries, so injected faults are retried for real.
         client.meta.events.register_first("before-send.s3", self._fault)
 
-    def _count(self, model, params, **_):
+    def _count(self, model, context, **_):
+        params = context["input_params"]
         self.keys.append((model.name, params.get("Key") or params.get("Prefix")))
 
     def _fault(self, request, **_):

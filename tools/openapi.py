@@ -45,6 +45,7 @@ def _components() -> dict[str, Any]:
         "invalid_date", "invalid_id", "invalid_limit", "invalid_order", "invalid_sort", "invalid_q",
         "invalid_cursor", "unknown_parameter", "repeated_parameter", "batch_not_found",
         "prediction_not_found", "not_found", "storage_unavailable", "not_configured", "internal_error",
+        "method_not_allowed", "unsupported_media_type", "bad_request",
     ]
     security_headers = {
         "X-Content-Type-Options": _ref("headers", "X-Content-Type-Options"),
