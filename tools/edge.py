@@ -34,6 +34,8 @@ HOST = "127.0.0.1"
 COMPRESS_MIN, COMPRESS_MAX = 1000, 10_000_000
 COMPRESSIBLE = ("text/", "application/json", "application/javascript", "image/svg+xml")
 UPSTREAM_TIMEOUT = 29.0  # API Gateway's own limit
+# One upstream connection per handler thread, i.e. per client connection (ThreadingHTTPServer).
+_UPSTREAM = threading.local()
 FORWARDED_REQUEST_HEADERS = ("Accept", "Accept-Language", "If-None-Match", "If-Modified-Since", "User-Agent")
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
                         "trailer", "transfer-encoding", "upgrade", "content-length", "date", "server"})
@@ -162,28 +164,56 @@ class EdgeHandler(http.server.BaseHTTPRequestHandler):
     def _forward(self, subpath: str, query: str, head: bool) -> None:
         api = self.server.api
         target = (api.path or "") + subpath + (f"?{query}" if query else "")
-        wanted = [(name, self.headers[name]) for name in FORWARDED_REQUEST_HEADERS if self.headers.get(name)]
-        kind = http.client.HTTPSConnection if api.scheme == "https" else http.client.HTTPConnection
-        conn = kind(api.hostname, api.port, timeout=UPSTREAM_TIMEOUT)
-        try:
-            conn.request("HEAD" if head else "GET", target, headers=dict(wanted))
-            upstream = conn.getresponse()
-            body = upstream.read()
-            relayed = [(k, v) for k, v in upstream.getheaders() if k.lower() not in HOP_BY_HOP]
-            status = upstream.status
-        except TimeoutError:
-            self._gateway_error(504, "gateway_timeout", "the API did not answer in time", head)
-            return
-        except OSError:
-            self._gateway_error(502, "bad_gateway", "the API cannot be reached", head)
-            return
-        finally:
-            conn.close()
+        wanted = dict((name, self.headers[name]) for name in FORWARDED_REQUEST_HEADERS if self.headers.get(name))
+        for attempt in (1, 2):
+            conn, reused = self._upstream()
+            try:
+                conn.request("HEAD" if head else "GET", target, headers=wanted)
+                upstream = conn.getresponse()
+                body = upstream.read()
+                relayed = [(k, v) for k, v in upstream.getheaders() if k.lower() not in HOP_BY_HOP]
+                status = upstream.status
+                break
+            except TimeoutError:
+                self._drop_upstream()
+                self._gateway_error(504, "gateway_timeout", "the API did not answer in time", head)
+                return
+            except (http.client.HTTPException, OSError):
+                self._drop_upstream()
+                if reused and attempt == 1:
+                    continue  # the kept-alive connection had been closed by the API: one fresh try
+                self._gateway_error(502, "bad_gateway", "the API cannot be reached", head)
+                return
         # CloudFront's response headers policy does not override what the origin already set.
         for name, value in SECURITY_HEADERS.items():
             if not _has(relayed, name):
                 relayed.append((name, value))
         self._send(status, relayed, body, head)
+
+    def finish(self) -> None:
+        super().finish()
+        self._drop_upstream()  # the client is gone: so is this thread's upstream connection
+
+    def _upstream(self) -> tuple[http.client.HTTPConnection, bool]:
+        """This handler thread's kept-alive connection to the API (one per client connection).
+
+        A new upstream connection per request overflowed chalice local's listen backlog under
+        concurrent load, and each overflow cost a 1 s SYN retry.
+        """
+        conn = getattr(_UPSTREAM, "conn", None)
+        if conn is not None:
+            return conn, True
+        api = self.server.api
+        kind = http.client.HTTPSConnection if api.scheme == "https" else http.client.HTTPConnection
+        conn = _UPSTREAM.conn = kind(api.hostname, api.port, timeout=UPSTREAM_TIMEOUT)
+        return conn, False
+
+    @staticmethod
+    def _drop_upstream() -> None:
+        conn = getattr(_UPSTREAM, "conn", None)
+        if conn is not None:
+            conn.close()
+            _UPSTREAM.conn = None
 
     def _gateway_error(self, status: int, code: str, message: str, head: bool) -> None:
         body = json.dumps({"error": {"code": code, "message": message}}).encode()
