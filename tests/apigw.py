@@ -17,7 +17,8 @@ def proxy_event(resource: str, path_params: dict | None = None, query: dict | No
     """The event API Gateway sends for `resource` with these (already decoded) parameters."""
     path = resource
     for name, value in (path_params or {}).items():
-        path = path.replace("{" + name + "}", quote(value, safe=""))
+        # API Gateway only ever sends valid UTF-8; a generated lone surrogate must not break the helper.
+        path = path.replace("{" + name + "}", quote(value.encode("utf-8", "surrogatepass"), safe=""))
     multi = {k: (v if isinstance(v, list) else [v]) for k, v in (query or {}).items()} or None
     single = {k: v[-1] for k, v in multi.items()} if multi else None
     headers = headers or {}

@@ -1,0 +1,67 @@
+"""One moto S3 server on loopback for the whole run, and batches published into it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+from chalice_app.contract import DEFAULT_PREFIX
+from chalice_app.publish import publish_document
+from chalice_app.sample import make_batch
+
+FAKE_AWS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+    # Credentials come from the environment; never wait on an instance metadata service.
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+class MotoS3:
+    """moto's ThreadedMotoServer bound to 127.0.0.1, with a boto3 client for seeding."""
+
+    def __init__(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        # One access-log line per request would bury the report.
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self.server.start()
+        host, port = self.server.get_host_and_port()
+        self.endpoint = f"http://{host}:{port}"
+        self._client: Any = None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import boto3
+
+            self._client = boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
+                                        aws_access_key_id="testing", aws_secret_access_key="testing")
+        return self._client
+
+    def child_env(self, bucket: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """The environment of a child: fake credentials, every AWS call to this server."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PYTHON"))}
+        env.update(FAKE_AWS, AWS_ENDPOINT_URL=self.endpoint, PREDICTIONS_BUCKET=bucket,
+                   PREDICTIONS_PREFIX=DEFAULT_PREFIX, STAGE="dev")
+        env.update(extra or {})
+        return env
+
+    def publish(self, bucket: str, date: str, count: int) -> float:
+        """Publish a sample batch of `count` rows; returns the seconds publish_document took."""
+        doc = make_batch(date, count)
+        t = time.perf_counter()
+        publish_document(self.client, bucket, DEFAULT_PREFIX, doc, force=True)
+        return time.perf_counter() - t
+
+    def create_bucket(self, bucket: str) -> None:
+        self.client.create_bucket(Bucket=bucket)
+
+    def stop(self) -> None:
+        self.server.stop()
