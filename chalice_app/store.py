@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -112,7 +113,7 @@ class PredictionStore:
             try:
                 answer = self._cached(self._batches, date, self.batch_ttl,
                                       lambda etag: self.source.get(batch_key(self.prefix, date), etag),
-                                      _parse_batch)
+                                      _parse_batch_of(date))
             except NotFound:
                 raise BatchNotFound(date) from None
             self._batches.move_to_end(date)
@@ -184,11 +185,34 @@ class PredictionStore:
             del table[key]
 
 
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (math.inf, -math.inf):
+        raise ValueError(f"{text[:20]} overflows a float")
+    return value
+
+
 def _load_json(fetched: Fetched) -> Any:
+    """Strict JSON: NaN, Infinity and 1e400 are refused here, or every page holding one would be a 500."""
     try:
-        return json.loads(fetched.body)
+        return json.loads(fetched.body, parse_constant=_reject_constant, parse_float=_finite_float)
     except ValueError as exc:  # includes UnicodeDecodeError
         raise CorruptObject(f"not valid UTF-8 JSON: {exc}") from None
+
+
+def _parse_batch_of(date: str) -> Callable[[Fetched], Batch]:
+    def parse(fetched: Fetched) -> Batch:
+        batch = _parse_batch(fetched)
+        if batch.date != date:
+            # Served under its key's date, its cursors would walk another date: a mix.
+            raise BatchContractError(f"batch at the key of {date} says its date is {batch.date}")
+        return batch
+
+    return parse
 
 
 def _parse_batch(fetched: Fetched) -> Batch:

@@ -111,15 +111,7 @@ class Fault:
     respond: Callable | None = None  # a transport fault, answered at the wire
     body: bytes | None = None  # a content fault, stored as the object itself
     put: dict = field(default_factory=dict)
-    bug: str = ""  # a known bug: BROKEN_BY_BUGS tests are strict-xfail with this reason until it is fixed
 
-
-NAN_BUG = ("BUG: store._load_json accepts NaN/Infinity/1e400 (json.loads defaults); the batch is cached, then "
-           "encode(allow_nan=False) raises on every page holding the row -> 500 internal_error")
-DATE_BUG = ("BUG: store.batch(date) never checks the document's 'date' against the key's date: the batch of "
-            "another day is served under this date and its next_cursor walks that other day")
-# The tests those bugs fail; the send counts hold already (the read itself succeeds, once).
-BROKEN_BY_BUGS = frozenset({"503", "log", "stale", "stale_log"})
 
 FAULTS = [
     Fault("503 SlowDown", "SlowDown", 2, respond=s3_error(503, "SlowDown")),
@@ -146,22 +138,13 @@ FAULTS = [
     Fault("bad id", "contract", 1, body=json.dumps(make_doc(DATE, [{"id": "../latest.json"}])).encode()),
     Fault("missing id", "contract", 1, body=json.dumps(make_doc(DATE, [{"label": "no id"}])).encode()),
     Fault("date not a date", "contract", 1, body=json.dumps(make_doc("2026-02-30")).encode()),
-    Fault("NaN value", "contract", 1, body=b'{"date": "2026-11-23", "predictions": [{"id": "a", "v": NaN}]}',
-          bug=NAN_BUG),
-    Fault("1e400 value", "contract", 1, body=b'{"date": "2026-11-23", "predictions": [{"id": "a", "v": 1e400}]}',
-          bug=NAN_BUG),
-    Fault("document of another date", "contract", 1, body=json.dumps(make_doc("2026-11-20")).encode(),
-          bug=DATE_BUG),
+    Fault("NaN value", "contract", 1, body=b'{"date": "2026-11-23", "predictions": [{"id": "a", "v": NaN}]}'),
+    Fault("1e400 value", "contract", 1, body=b'{"date": "2026-11-23", "predictions": [{"id": "a", "v": 1e400}]}'),
+    Fault("document of another date", "contract", 1, body=json.dumps(make_doc("2026-11-20")).encode()),
 ]
 
 
-def cases(test: str) -> list:
-    """FAULTS as pytest params, strict-xfail where the fault is a known bug for this test."""
-    out = []
-    for fault in FAULTS:
-        marks = (pytest.mark.xfail(strict=True, reason=fault.bug),) if fault.bug and test in BROKEN_BY_BUGS else ()
-        out.append(pytest.param(fault, id=fault.name, marks=marks))
-    return out
+CASES = [pytest.param(fault, id=fault.name) for fault in FAULTS]
 
 
 # -- fixtures -------------------------------------------------------------------------------------
@@ -296,7 +279,7 @@ def cached_then_fault(s3, wire, capsys) -> Callable[[Fault], dict]:
 # -- nothing cached: 503 ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("fault", cases("503"))
+@pytest.mark.parametrize("fault", CASES)
 def test_nothing_cached_answers_503_storage_unavailable_with_retry_after(nothing_cached, settings_, fault):
     response = nothing_cached(fault)
     assert response["statusCode"] == 503
@@ -305,13 +288,13 @@ def test_nothing_cached_answers_503_storage_unavailable_with_retry_after(nothing
     assert header(response, "Cache-Control") == "no-store"
 
 
-@pytest.mark.parametrize("fault", cases("sends"))
+@pytest.mark.parametrize("fault", CASES)
 def test_retries_are_bounded_by_s3_max_attempts(nothing_cached, wire, fault):
     nothing_cached(fault)
     assert wire.sends.get(KEY) == fault.sends
 
 
-@pytest.mark.parametrize("fault", cases("log"))
+@pytest.mark.parametrize("fault", CASES)
 def test_a_fault_is_logged_once_as_a_structured_line(nothing_cached, capsys, fault):
     capsys.readouterr()
     nothing_cached(fault)
@@ -324,7 +307,7 @@ def test_a_fault_is_logged_once_as_a_structured_line(nothing_cached, capsys, fau
 # -- a last good copy: 200, stale -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("fault", cases("stale"))
+@pytest.mark.parametrize("fault", CASES)
 def test_last_good_copy_is_served_marked_stale_and_briefly_cacheable(cached_then_fault, fault):
     response = cached_then_fault(fault)
     assert response["statusCode"] == 200
@@ -333,13 +316,13 @@ def test_last_good_copy_is_served_marked_stale_and_briefly_cacheable(cached_then
     assert json.loads(response["body"])["items"] == GOOD["predictions"]
 
 
-@pytest.mark.parametrize("fault", cases("stale_sends"))
+@pytest.mark.parametrize("fault", CASES)
 def test_revalidation_retries_are_bounded_too(cached_then_fault, wire, fault):
     cached_then_fault(fault)
     assert wire.sends.get(KEY) == fault.sends
 
 
-@pytest.mark.parametrize("fault", cases("stale_log"))
+@pytest.mark.parametrize("fault", CASES)
 def test_a_stale_answer_logs_the_fault_once(cached_then_fault, capsys, fault):
     cached_then_fault(fault)
     lines = fault_lines(capsys)
