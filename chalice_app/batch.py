@@ -13,6 +13,7 @@ from itertools import chain, count, repeat
 from typing import Any
 
 from chalice_app.contract import ID_PATTERN, is_valid_date
+from chalice_app.jsontext import encode
 
 # Every id of a batch, joined by newlines, matches this exactly when each one matches ID_PATTERN
 # (which cannot match a newline): one regex pass in C instead of one call per row. Possessive
@@ -33,6 +34,7 @@ class Batch:
     __slots__ = (
         "_field_names",
         "_haystacks",
+        "_item_texts",
         "_sort_orders",
         "_views",
         "date",
@@ -67,6 +69,7 @@ class Batch:
         self._views: OrderedDict[tuple, list[int] | range] = OrderedDict()
         self._sort_orders: dict[tuple[str, bool], list[int]] = {}
         self._haystacks: list[str] | None = None
+        self._item_texts: list[str | None] = [None] * len(items)
 
     @property
     def field_names(self) -> frozenset[str]:
@@ -81,6 +84,17 @@ class Batch:
 
     def metadata(self) -> dict:
         return {"date": self.date, "model": self.model, "generated_at": self.generated_at}
+
+    def items_json(self, positions: list[int] | range) -> str:
+        """The JSON array of these items; each item is encoded once per batch, then reused."""
+        texts = self._item_texts
+        out = []
+        for pos in positions:
+            text = texts[pos]
+            if text is None:
+                text = texts[pos] = encode(self.items[pos])
+            out.append(text)
+        return "[" + ",".join(out) + "]"
 
     def get(self, pid: str) -> dict | None:
         pos = self.index.get(pid)

@@ -7,9 +7,10 @@ carries the same security headers and no error can leak a traceback or unescaped
 from __future__ import annotations
 
 import hashlib
-import json
 
 from chalice import Response
+
+from chalice_app.jsontext import encode
 
 BASE_HEADERS = {
     "Content-Type": "application/json; charset=utf-8",
@@ -18,8 +19,6 @@ BASE_HEADERS = {
     "Referrer-Policy": "no-referrer",
 }
 
-# JSON allows these escaped; escaping them means no response can ever be read as markup.
-_HTML_SAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
 
 
 class ApiError(Exception):
@@ -31,11 +30,6 @@ class ApiError(Exception):
         self.code = code
         self.message = message
         self.headers = headers or {}
-
-
-def encode(payload: object) -> str:
-    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    return text.translate(_HTML_SAFE)
 
 
 def etag_of(body: str) -> str:
@@ -55,7 +49,13 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
 
 def json_response(payload: object, *, cache_control: str, if_none_match: str | None = None,
                   extra_headers: dict | None = None) -> Response:
-    body = encode(payload)
+    return body_response(encode(payload), cache_control=cache_control, if_none_match=if_none_match,
+                         extra_headers=extra_headers)
+
+
+def body_response(body: str, *, cache_control: str, if_none_match: str | None = None,
+                  extra_headers: dict | None = None) -> Response:
+    """A 200 (or 304) for an already encoded JSON body."""
     etag = etag_of(body)
     headers = {**BASE_HEADERS, "ETag": etag, "Cache-Control": cache_control, **(extra_headers or {})}
     if etag_matches(if_none_match, etag):

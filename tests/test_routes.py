@@ -257,3 +257,17 @@ def test_route_without_bucket_configured_is_a_503(api, monkeypatch):
     response = api.get("/predictions")
     assert response.status_code == 503
     assert body(response)["error"]["code"] == "not_configured"
+
+
+def test_page_body_is_exactly_the_compact_json_of_the_page(api, put_batch):
+    """Pages are assembled from per-item text: the result must equal encoding the whole page."""
+    from chalice_app.jsontext import encode
+
+    rows = [{"id": "a", "label": "<b>Oat & milk</b>", "value": 1.5}, {"id": "b", "label": "Ü", "value": None}]
+    put_batch("2026-11-23", rows)
+    for _ in range(2):  # the second answer comes from the cached item texts
+        response = api.get("/predictions/2026-11-23?limit=1&sort=label")
+        page = body(response)
+        assert response.body.decode() == encode(page)
+        assert page["items"] == [rows[0]]
+        assert b"<b>" not in response.body
