@@ -47,9 +47,11 @@ def read_parameters(client: Any, path: str) -> dict[str, str]:
 
 
 def make_ssm_client(connect_timeout: float, read_timeout: float) -> Any:
-    import botocore.session
     from botocore.config import Config
+
+    from chalice_app.s3 import make_client
 
     config = Config(connect_timeout=connect_timeout, read_timeout=read_timeout,
                     retries={"total_max_attempts": 2, "mode": "standard"})
-    return botocore.session.get_session().create_client("ssm", config=config)
+    # The S3 client's lean model loader: a stock botocore client would add ~80 ms to a cold start.
+    return make_client("ssm", config)
