@@ -49,5 +49,5 @@ clean: ## remove builds and caches (keeps .venv)
 	rm -rf build .pytest_cache .ruff_cache
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
 
-# Targets of the site, the warmer, the benchmarks and deployment live beside their docs.
--include $(wildcard docs/*.mk)
+# Targets of the site, the warmer, the benchmarks, hardening and deployment, one file each.
+-include $(wildcard mk/*.mk)
