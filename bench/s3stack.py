@@ -10,16 +10,7 @@ from typing import Any
 from chalice_app.contract import DEFAULT_PREFIX
 from chalice_app.publish import publish_document
 from chalice_app.sample import make_batch
-
-FAKE_AWS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_REGION": "us-east-1",
-    # Credentials come from the environment; never wait on an instance metadata service.
-    "AWS_EC2_METADATA_DISABLED": "true",
-}
+from tools.devstack import FAKE_AWS
 
 
 class MotoS3:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import socket
 import sys
+import threading
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -90,3 +92,47 @@ def api(s3: object) -> Iterator[object]:
 
 def body(response: object) -> dict:
     return json.loads(response.body)
+
+
+@pytest.fixture(scope="session")
+def botocore_session():
+    # Created after moto is imported, so it carries moto's before-send handler.
+    import botocore.session
+    import moto  # noqa: F401
+
+    return botocore.session.get_session()
+
+
+@pytest.fixture
+def shared_botocore_session(botocore_session, monkeypatch):
+    """A test that makes many "new containers" would pay ~80 ms of model loading for each new
+    botocore session; sharing one is safe because clients copy the session's event hooks."""
+    import botocore.session
+
+    monkeypatch.setattr(botocore.session, "get_session", lambda: botocore_session)
+
+
+@pytest.fixture
+def black_hole() -> Iterator[str]:
+    """A TCP server on loopback that accepts connections and never answers: S3 hanging."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    held, stop = [], threading.Event()
+
+    def accept():
+        sock.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                held.append(sock.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    for conn in held:
+        conn.close()
+    sock.close()

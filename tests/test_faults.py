@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import gzip
 import json
-import socket
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
@@ -175,21 +173,9 @@ def s3(moto_s3):
     return moto_s3
 
 
-@pytest.fixture(scope="module")
-def botocore_session(moto_s3):
-    # Created once moto is imported, so the session carries moto's before-send handler.
-    import botocore.session
-
-    return botocore.session.get_session()
-
-
 @pytest.fixture(autouse=True)
-def shared_botocore_session(botocore_session, monkeypatch):
-    """Each test is a new container, and a new botocore session costs ~80 ms of model loading;
-    sharing one is safe because clients copy the session's event hooks rather than share them."""
-    import botocore.session
-
-    monkeypatch.setattr(botocore.session, "get_session", lambda: botocore_session)
+def _one_botocore_session(shared_botocore_session):
+    """Every test is a new container; see conftest's shared_botocore_session."""
 
 
 @pytest.fixture(autouse=True)
@@ -409,32 +395,6 @@ def test_listing_unreadable_is_503_for_the_date_list(s3, wire, capsys):
 
 
 # -- a real hanging socket ------------------------------------------------------------------------
-
-
-@pytest.fixture
-def black_hole() -> Iterator[str]:
-    """A TCP server that accepts connections and never answers: S3 hanging mid-request."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    held, stop = [], threading.Event()
-
-    def accept():
-        sock.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                held.append(sock.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    stop.set()
-    thread.join()
-    for conn in held:
-        conn.close()
-    sock.close()
 
 
 def test_a_hanging_s3_costs_attempts_times_read_timeout(s3, black_hole, monkeypatch, capsys):

@@ -116,21 +116,9 @@ def bucket():
         yield client
 
 
-@pytest.fixture(scope="module")
-def botocore_session(bucket):
-    # Created once moto is imported, so the session carries moto's before-send handler.
-    import botocore.session
-
-    return botocore.session.get_session()
-
-
 @pytest.fixture(autouse=True)
-def shared_botocore_session(botocore_session, monkeypatch):
-    """Each test is a new container, and a new botocore session costs ~80 ms of model loading;
-    sharing one is safe because clients copy the session's event hooks rather than share them."""
-    import botocore.session
-
-    monkeypatch.setattr(botocore.session, "get_session", lambda: botocore_session)
+def _one_botocore_session(shared_botocore_session):
+    """Every test is a new container; see conftest's shared_botocore_session."""
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -16,17 +15,12 @@ from tools import devstack
 pytestmark = pytest.mark.slow
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def stack():
     server, endpoint = devstack.start_moto()
     devstack.seed(endpoint, BUCKET, days=3, count=30, end_date="2026-11-23")
-    port = free_port()
+    port = devstack.free_port()
     api = devstack.start_chalice_local(endpoint, port)
     try:
         devstack.wait_http(f"http://127.0.0.1:{port}/health", proc=api)

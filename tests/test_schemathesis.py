@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import subprocess
 import sys
 
@@ -29,11 +28,6 @@ MAX_EXAMPLES = 30
 SEED = os.environ.get("ST_SEED", "20261123")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def api_url():
@@ -41,7 +35,7 @@ def api_url():
     server, endpoint = devstack.start_moto()
     # End date fixed so the document's examples (2026-11-23, sku-00001) are real rows.
     devstack.seed(endpoint, BUCKET, days=3, count=60, end_date="2026-11-23")
-    port = free_port()
+    port = devstack.free_port()
     api = devstack.start_chalice_local(endpoint, port)
     try:
         devstack.wait_http(f"http://127.0.0.1:{port}/health", proc=api)

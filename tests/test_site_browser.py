@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -60,11 +59,6 @@ def browser_type_launch_args(browser_type_launch_args: dict, chromium_tmpdir: st
             "env": {**os.environ, "TMPDIR": chromium_tmpdir}}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 @dataclass
 class Stack:
@@ -82,7 +76,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         # have left batches (with a newer pointer) in the same bucket.
         urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=10)
         devstack.seed(endpoint, BUCKET, days=3, count=COUNT, end_date=END_DATE)
-        api_url = f"http://127.0.0.1:{free_port()}"
+        api_url = f"http://127.0.0.1:{devstack.free_port()}"
         api = devstack.start_chalice_local(endpoint, int(api_url.rsplit(":", 1)[1]))
         devstack.wait_http(f"{api_url}/health", proc=api)
         out = str(tmp_path_factory.mktemp("site") / "site-local")

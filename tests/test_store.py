@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import socket
-import threading
 import time
 
 import pytest
@@ -215,32 +213,6 @@ def test_api_answers_503_with_retry_after_when_s3_is_down(api, monkeypatch):
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "5"
     assert body(response)["error"]["code"] == "storage_unavailable"
-
-
-@pytest.fixture
-def black_hole():
-    """A TCP server that accepts connections and never answers: S3 hanging."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    held, stop = [], threading.Event()
-
-    def accept():
-        sock.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                held.append(sock.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    stop.set()
-    thread.join()
-    for conn in held:
-        conn.close()
-    sock.close()
 
 
 def test_api_gives_up_on_a_hanging_s3_within_seconds(api, monkeypatch, black_hole):

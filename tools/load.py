@@ -25,7 +25,6 @@ import math
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -284,12 +283,6 @@ def run(base_url: str, requests: int, concurrency: int, *, timeout: float = 10.0
 # -- the stack ------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        return sock.getsockname()[1]
-
-
 def _spawn(argv: list[str], env: dict[str, str] | None, log: Any) -> subprocess.Popen:
     # Own session, so devstack.stop() can end the whole group; output to a log file, since chalice
     # local writes a metrics line per request and 5,000 of them would drown the figures.
@@ -319,7 +312,7 @@ def local_stack(*, via_edge: bool, days: int, count: int, progress: Callable[[st
         with open(log_path, "ab") as log:
             progress(f"load: moto S3 {endpoint}, seeding {days} days x {count}")
             devstack.seed(endpoint, BUCKET, days=days, count=count, end_date=END_DATE)
-            port = free_port()
+            port = devstack.free_port()
             chalice = os.path.join(os.path.dirname(sys.executable), "chalice")
             api = _spawn([chalice, "local", "--stage", "local", "--no-autoreload", "--host", LOOPBACK,
                           "--port", str(port)], devstack.aws_env(endpoint), log)
@@ -332,7 +325,7 @@ def local_stack(*, via_edge: bool, days: int, count: int, progress: Callable[[st
                 subprocess.run([sys.executable, "build_site.py", "--stage", "local", "--out", site], cwd=PROJECT_DIR,
                                env=devstack.aws_env(endpoint), check=True, stdout=log, stderr=subprocess.STDOUT,
                                timeout=120)
-                edge_port = free_port()
+                edge_port = devstack.free_port()
                 edge = _spawn([sys.executable, "-m", "tools.edge", "--root", site, "--api", api_url,
                                "--port", str(edge_port), "--quiet"], None, log)
                 procs.append(edge)
