@@ -53,6 +53,18 @@ class Answer(Generic[T]):
 _MISSING = object()
 
 
+@dataclass(frozen=True)
+class _Failed:
+    """A read that failed with nothing cached to serve instead, remembered for the backoff."""
+
+    reason: str
+    code: str
+
+
+def _is_value(value: object) -> bool:
+    return value is not _MISSING and not isinstance(value, _Failed)
+
+
 @dataclass
 class _Entry:
     value: Any
@@ -150,8 +162,10 @@ class PredictionStore:
             if entry is not None and now < entry.fresh_until:
                 if entry.value is _MISSING:
                     raise NotFound(key)
+                if isinstance(entry.value, _Failed):
+                    raise StoreUnavailable(entry.value.reason, entry.value.code)
                 return Answer(entry.value, entry.stale, True)
-            have = entry is not None and entry.value is not _MISSING
+            have = entry is not None and _is_value(entry.value)
             try:
                 loaded = load(entry.etag if have else None)
                 if loaded is None:  # 304: the parsed copy is still current
@@ -168,13 +182,16 @@ class PredictionStore:
                 if have:
                     entry.fresh_until, entry.stale = now + FAULT_BACKOFF_SECONDS, True
                     return Answer(entry.value, True, True)
+                # Nothing to serve: the failure itself is remembered for the backoff, so a cold
+                # container does not spend attempts x timeout on every request of an outage.
+                table[key] = _Entry(_Failed(str(exc), code), None, now + FAULT_BACKOFF_SECONDS)
                 raise StoreUnavailable(str(exc), code) from None
             etag = loaded.etag if isinstance(loaded, Fetched) else None
             table[key] = _Entry(value, etag, now + ttl)
             return Answer(value, False, False)
 
     def _evict(self) -> None:
-        real = [k for k, e in self._batches.items() if e.value is not _MISSING]
+        real = [k for k, e in self._batches.items() if _is_value(e.value)]
         for key in real[: max(0, len(real) - self.max_batches)]:
             del self._batches[key]
 

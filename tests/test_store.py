@@ -223,3 +223,16 @@ def test_api_gives_up_on_a_hanging_s3_within_seconds(api, monkeypatch, black_hol
     assert response.status_code == 503
     # Default settings: 2 attempts x 2 s read timeout, far below API Gateway's 29 s.
     assert elapsed < 10, f"took {elapsed:.1f} s"
+
+
+def test_with_nothing_cached_a_failure_is_remembered_for_the_backoff(parts, put_batch, clock):
+    store, calls = parts
+    put_batch("2026-11-23")
+    calls.fail_with = 503
+    for _ in range(3):
+        with pytest.raises(StoreUnavailable):
+            store.batch("2026-11-23")
+    assert calls.sends == 2  # one read (2 attempts), then answered from the remembered failure
+    calls.fail_with = None
+    clock.now += 5.1
+    assert len(store.batch("2026-11-23").value) == 5
