@@ -59,6 +59,23 @@ def make_doc(date: str, rows: list[dict] | None = None, n: int = 5) -> dict:
             "model": {"name": "demand-forecast", "version": "3.2.0"}, "predictions": rows}
 
 
+@pytest.fixture(scope="module")
+def module_s3() -> Iterator[object]:
+    """One in-process moto bucket for a whole module: entering mock_aws per test costs ~0.3 s."""
+    from moto import mock_aws
+
+    with pytest.MonkeyPatch.context() as mp, mock_aws():
+        for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                            "AWS_DEFAULT_REGION": "us-east-1"}.items():
+            mp.setenv(name, value)
+        mp.delenv("AWS_ENDPOINT_URL", raising=False)
+        import boto3
+
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        yield client
+
+
 @pytest.fixture
 def put_batch(s3: object) -> Callable[..., dict]:
     """Write a batch straight into the bucket (bypassing publish), optionally gzip-compressed."""

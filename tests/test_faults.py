@@ -148,29 +148,12 @@ CASES = [pytest.param(fault, id=fault.name) for fault in FAULTS]
 # -- fixtures -------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def moto_s3():
-    """One in-process moto for the module: entering mock_aws per test costs ~0.3 s, x200 tests."""
-    from moto import mock_aws
-
-    with pytest.MonkeyPatch.context() as mp, mock_aws():
-        for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                            "AWS_DEFAULT_REGION": "us-east-1"}.items():
-            mp.setenv(name, value)
-        mp.delenv("AWS_ENDPOINT_URL", raising=False)
-        import boto3
-
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
-        yield client
-
-
 @pytest.fixture
-def s3(moto_s3):
+def s3(module_s3):
     """The module's bucket, emptied: every test starts from no objects at all."""
-    for obj in moto_s3.list_objects_v2(Bucket=BUCKET).get("Contents", []):
-        moto_s3.delete_object(Bucket=BUCKET, Key=obj["Key"])
-    return moto_s3
+    for obj in module_s3.list_objects_v2(Bucket=BUCKET).get("Contents", []):
+        module_s3.delete_object(Bucket=BUCKET, Key=obj["Key"])
+    return module_s3
 
 
 @pytest.fixture(autouse=True)

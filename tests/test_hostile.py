@@ -96,24 +96,13 @@ ROWS = [{"id": f"sku-{i:03d}", "label": f"Item {i}", "note": SCRIPT if i == 1 el
 
 
 @pytest.fixture(scope="module")
-def bucket():
-    """One in-process moto bucket for the module: entering mock_aws per test would cost ~0.3 s each."""
-    from moto import mock_aws
-
-    with pytest.MonkeyPatch.context() as mp, mock_aws():
-        for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                            "AWS_DEFAULT_REGION": "us-east-1"}.items():
-            mp.setenv(name, value)
-        mp.delenv("AWS_ENDPOINT_URL", raising=False)
-        import boto3
-
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
-        for date, rows in (("2026-11-22", ROWS[:5]), ("2026-11-23", ROWS)):
-            client.put_object(Bucket=BUCKET, Key=f"{PREFIX}{date}/predictions.json",
-                              Body=json.dumps(make_doc(date, rows)).encode())
-        client.put_object(Bucket=BUCKET, Key=f"{PREFIX}latest.json", Body=b'{"date": "2026-11-23"}')
-        yield client
+def bucket(module_s3):
+    """The module's bucket with two batches and the pointer."""
+    for date, rows in (("2026-11-22", ROWS[:5]), ("2026-11-23", ROWS)):
+        module_s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}{date}/predictions.json",
+                             Body=json.dumps(make_doc(date, rows)).encode())
+    module_s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}latest.json", Body=b'{"date": "2026-11-23"}')
+    return module_s3
 
 
 @pytest.fixture(autouse=True)
