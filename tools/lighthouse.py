@@ -45,6 +45,9 @@ class Score:
     metrics: str
 
 
+ATTEMPTS = 3
+
+
 def run_lighthouse(url: str, preset: str, workdir: str, save_dir: str | None = None) -> dict[str, Any]:
     name = url.split("/", 3)[3].replace("/", "_").removesuffix(".html") or "index"
     report = os.path.join(save_dir or workdir, f"lighthouse-{name}.json")
@@ -53,7 +56,15 @@ def run_lighthouse(url: str, preset: str, workdir: str, save_dir: str | None = N
     if preset == "desktop":
         cmd.append("--preset=desktop")
     env = {**os.environ, "CHROME_PATH": CHROME, "TMPDIR": workdir}
-    subprocess.run(cmd, env=env, check=True, timeout=180, stdout=subprocess.DEVNULL)
+    for attempt in range(1, ATTEMPTS + 1):
+        # Lighthouse's trace recording fails now and then (NO_NAVSTART) on a busy machine: the
+        # page is not at fault, so the same run is tried again before it counts as a failure.
+        done = subprocess.run(cmd, env=env, timeout=180, stdout=subprocess.DEVNULL, check=False)
+        if done.returncode == 0:
+            break
+        if attempt == ATTEMPTS:
+            raise SystemExit(f"lighthouse: {url} failed {ATTEMPTS} times (exit {done.returncode}); "
+                             "see its stderr above")
     with open(report, encoding="utf-8") as fh:
         return json.load(fh)
 
