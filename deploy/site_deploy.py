@@ -157,6 +157,15 @@ def ensure_headers_policy(cloudfront: Any, name: str, csp: str, report: SiteRepo
     return created["ResponseHeadersPolicy"]["Id"]
 
 
+def find_distribution(cloudfront: Any, comment: str) -> str | None:
+    """The id of the distribution this deploy made for a stage (named by its Comment), if any."""
+    for page in cloudfront.get_paginator("list_distributions").paginate():
+        for item in page.get("DistributionList", {}).get("Items", []) or []:
+            if item.get("Comment") == comment:
+                return item["Id"]
+    return None
+
+
 def config_digest(config: dict) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
 
@@ -233,6 +242,11 @@ def publish_site(stage: str, out_dir: str, *, clients: Clients, dry_run: bool = 
     config = site_config.distribution_config(
         stage=stage, caller_reference=f"{APP_NAME}-site-{stage}", bucket_domain=f"{bucket}.s3.amazonaws.com",
         oac_id=oac_id, api_domain=domain, headers_policy_id=headers_id)
+    if not state.get("distribution_id"):
+        # The record is lost (another machine, a clean checkout): adopt the stage's distribution.
+        state["distribution_id"] = find_distribution(clients.cloudfront, config["Comment"])
+        if state["distribution_id"]:
+            progress(f"found the stage's distribution {state['distribution_id']} (no local record)")
     had_distribution = bool(state.get("distribution_id"))
     dist = ensure_distribution(clients.cloudfront, config, state, report)
     save_state(stage, state, deployed_dir)  # recorded before uploading: a failed upload can be re-run

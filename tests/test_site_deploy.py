@@ -281,6 +281,17 @@ def test_state_is_recorded_for_reruns_and_teardown(aws, site, deployed):
     assert report.url == f"https://{state['domain']}/"
 
 
+def test_a_lost_record_adopts_the_stage_distribution_instead_of_making_another(aws, site, deployed, recorder):
+    first = publish(aws, site, deployed)
+    first_id = load_state(STAGE, str(deployed))["distribution_id"]
+    (deployed / f"{STAGE}-site.json").unlink()
+    recorder.clear()
+    second = publish(aws, site, deployed)
+    assert "CreateDistribution" not in recorder.names()
+    assert load_state(STAGE, str(deployed))["distribution_id"] == first_id
+    assert second.bucket == first.bucket and second.plan.uploads == []
+
+
 def test_delete_site_tears_everything_down(aws, site, deployed):
     report = publish(aws, site, deployed)
     delete_site(STAGE, clients=aws, deployed_dir=str(deployed), progress=lambda m: None)
