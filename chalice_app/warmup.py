@@ -73,8 +73,8 @@ def handle(marker: dict, *, cold: bool, started: float | None = None) -> Any:
     """
     # Imported here: the warmer's Lambda imports this module and must not pull in the store.
     from chalice_app import container
-    from chalice_app.logs import log_event
     from chalice_app.jsontext import encode
+    from chalice_app.logs import log_event
     from chalice_app.store import BatchNotFound, StoreUnavailable
 
     started = time.monotonic() if started is None else started
