@@ -81,7 +81,9 @@ def test_lean_clients_load_what_the_stock_ones_do_and_fall_back(monkeypatch):
     from chalice_app import s3
     from chalice_app.settings import Settings
 
-    lean = s3._lean_loader(None)
+    # A fresh loader, not the container's cached one: botocore's S3 customisation rewrites the
+    # requestUri of a loaded model in place (idempotently) once a client has been made from it.
+    lean = s3._lean_loader_class()()
     stock = botocore.session.get_session().get_component("data_loader")
     for service in s3.SERVICES:
         for type_name in ("service-2", "endpoint-rule-set-1"):
