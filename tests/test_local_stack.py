@@ -15,19 +15,10 @@ from tools import devstack
 pytestmark = pytest.mark.slow
 
 
-
 @pytest.fixture(scope="module")
 def stack():
-    server, endpoint = devstack.start_moto()
-    devstack.seed(endpoint, BUCKET, days=3, count=30, end_date="2026-11-23")
-    port = devstack.free_port()
-    api = devstack.start_chalice_local(endpoint, port)
-    try:
-        devstack.wait_http(f"http://127.0.0.1:{port}/health", proc=api)
-        yield endpoint, f"http://127.0.0.1:{port}"
-    finally:
-        devstack.stop(api)
-        server.stop()
+    with devstack.local_api(BUCKET, days=3, count=30, end_date="2026-11-23") as (endpoint, api_url):
+        yield endpoint, api_url
 
 
 def get(url: str) -> tuple[int, dict]:

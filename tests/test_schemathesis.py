@@ -28,21 +28,12 @@ MAX_EXAMPLES = 30
 SEED = os.environ.get("ST_SEED", "20261123")
 
 
-
 @pytest.fixture(scope="module")
 def api_url():
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
-    server, endpoint = devstack.start_moto()
     # End date fixed so the document's examples (2026-11-23, sku-00001) are real rows.
-    devstack.seed(endpoint, BUCKET, days=3, count=60, end_date="2026-11-23")
-    port = devstack.free_port()
-    api = devstack.start_chalice_local(endpoint, port)
-    try:
-        devstack.wait_http(f"http://127.0.0.1:{port}/health", proc=api)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        devstack.stop(api)
-        server.stop()
+    with devstack.local_api(BUCKET, days=3, count=60, end_date="2026-11-23") as (_, api_url):
+        yield api_url
 
 
 def test_chalice_local_conforms_to_openapi_json(api_url, tmp_path):

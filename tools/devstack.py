@@ -8,6 +8,7 @@ The pieces are functions so the end-to-end tests start exactly the same stack.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -17,6 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from typing import Any
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -97,6 +99,23 @@ def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen | None = N
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{url} did not answer within {timeout:.0f} s") from None
             time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def local_api(bucket: str, *, days: int, count: int, end_date: str) -> Iterator[tuple[str, str]]:
+    """moto S3 seeded with sample batches and `chalice local` against it: (S3 endpoint, API URL)."""
+    server, endpoint = start_moto()
+    try:
+        seed(endpoint, bucket, days=days, count=count, end_date=end_date)
+        port = free_port()
+        api = start_chalice_local(endpoint, port)
+        try:
+            wait_http(f"http://127.0.0.1:{port}/health", proc=api)
+            yield endpoint, f"http://127.0.0.1:{port}"
+        finally:
+            stop(api)
+    finally:
+        server.stop()
 
 
 def stop(proc: subprocess.Popen) -> None:
