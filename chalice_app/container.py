@@ -71,9 +71,10 @@ def begin_invocation() -> bool:
     _request.cache_hit = None
     with _lock:
         _state["invocations"] += 1
-        if _state["invocations"] == 1:
+        cold = _state["last_cold"] = _state["invocations"] == 1
+        if cold:
             _state.setdefault("first_invocation_at", time.monotonic())
-        return _state["invocations"] == 1
+        return cold
 
 
 def reset() -> None:
@@ -81,10 +82,6 @@ def reset() -> None:
     with _lock:
         _state.update(settings=None, store=None, invocations=0)
         _state.pop("container_id", None)
-
-
-def note_invocation(cold: bool) -> None:
-    _state["last_cold"] = cold
 
 
 def last_cold() -> bool:

@@ -53,6 +53,12 @@ def _if_none_match() -> str | None:
     return headers.get("if-none-match") if headers else None
 
 
+def _batch_max_age(date: str) -> int:
+    """'latest' can move any moment; a dated batch is immutable by contract."""
+    cfg = container.settings()
+    return cfg.latest_max_age if date == "latest" else cfg.batch_max_age
+
+
 def _cache_headers(answer: Answer, max_age: int) -> tuple[str, dict]:
     if answer.stale:
         # A stale copy must not be cached for long: S3 may be back in seconds.
@@ -97,7 +103,6 @@ def api_view(view: Callable[..., Response]) -> Callable[..., Response]:
 def _count_invocations(event, get_response) -> Response:  # noqa: ANN001 - Chalice middleware
     started = time.perf_counter()
     cold = container.begin_invocation()
-    container.note_invocation(cold)
     response = get_response(event)
     if "X-Content-Type-Options" not in response.headers:
         response = _in_api_shape(response)
@@ -215,8 +220,7 @@ def get_batch(date: str) -> Response:
     next_cursor = None
     if end < len(view):
         next_cursor = Cursor(batch.date, end, cursor.sort, cursor.descending, cursor.q).encode()
-    max_age = container.settings().latest_max_age if date == "latest" else container.settings().batch_max_age
-    cache_control, extra = _cache_headers(answer, max_age)
+    cache_control, extra = _cache_headers(answer, _batch_max_age(date))
     # Assembled from text: each item's JSON is encoded once per batch (see Batch.items_json).
     head = encode({**batch.metadata(), "count": len(view), "total": len(batch)})
     body = f'{head[:-1]},"items":{batch.items_json(view[start:end])},"next_cursor":{encode(next_cursor)}}}'
@@ -237,8 +241,7 @@ def get_prediction(date: str, pid: str) -> Response:
     prediction = batch.get(pid)
     if prediction is None:
         raise ApiError(404, "prediction_not_found", f"no prediction {pid!r} in the batch of {batch.date}")
-    max_age = container.settings().latest_max_age if date == "latest" else container.settings().batch_max_age
-    cache_control, extra = _cache_headers(answer, max_age)
+    cache_control, extra = _cache_headers(answer, _batch_max_age(date))
     payload = {"date": batch.date, "model": batch.model, "prediction": prediction}
     return json_response(payload, cache_control=cache_control, if_none_match=_if_none_match(),
                          extra_headers=extra)
