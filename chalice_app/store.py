@@ -185,6 +185,7 @@ class PredictionStore:
                 # Nothing to serve: the failure itself is remembered for the backoff, so a cold
                 # container does not spend attempts x timeout on every request of an outage.
                 table[key] = _Entry(_Failed(str(exc), code), None, now + FAULT_BACKOFF_SECONDS)
+                self._trim_negative(table)
                 raise StoreUnavailable(str(exc), code) from None
             etag = loaded.etag if isinstance(loaded, Fetched) else None
             table[key] = _Entry(value, etag, now + ttl)
@@ -197,7 +198,8 @@ class PredictionStore:
 
     @staticmethod
     def _trim_negative(table: dict) -> None:
-        missing = [k for k, e in table.items() if e.value is _MISSING]
+        # Missing dates and remembered failures alike: a client walking many dates must not grow it.
+        missing = [k for k, e in table.items() if not _is_value(e.value)]
         for key in missing[: max(0, len(missing) - MAX_NEGATIVE_ENTRIES)]:
             del table[key]
 

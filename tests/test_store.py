@@ -236,3 +236,15 @@ def test_with_nothing_cached_a_failure_is_remembered_for_the_backoff(parts, put_
     calls.fail_with = None
     clock.now += 5.1
     assert len(store.batch("2026-11-23").value) == 5
+
+
+def test_remembered_failures_are_bounded_like_missing_dates(parts, monkeypatch):
+    import chalice_app.store as store_module
+
+    store, calls = parts
+    monkeypatch.setattr(store_module, "MAX_NEGATIVE_ENTRIES", 3)
+    calls.fail_with = 503
+    for day in range(1, 8):
+        with pytest.raises(StoreUnavailable):
+            store.batch(f"2026-10-0{day}")
+    assert len(store._batches) == 3
