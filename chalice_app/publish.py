@@ -27,10 +27,13 @@ from chalice_app.contract import (
     normalize_prefix,
     pointer_key,
 )
+from chalice_app.sources import error_code
 
 GZIP_THRESHOLD_BYTES = 64 * 1024
 POINTER_ATTEMPTS = 5
 EXIT_OK, EXIT_AWS, EXIT_INPUT = 0, 1, 2
+# What S3 answers when a conditional write (If-None-Match / If-Match) loses.
+CONDITION_FAILED = ("PreconditionFailed", "412", "ConditionalRequestConflict")
 
 
 class PublishError(Exception):
@@ -137,7 +140,7 @@ def publish_document(client: Any, bucket: str, prefix: str, doc: dict, *, force:
     try:
         client.put_object(**put)
     except ClientError as exc:
-        if _code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+        if error_code(exc) in CONDITION_FAILED:
             raise PublishError(f"{target} already exists; pass --force to replace it", EXIT_INPUT) from None
         raise
     _verify(client, bucket, key, raw)
@@ -186,7 +189,7 @@ def _move_pointer(client: Any, bucket: str, prefix: str, doc: dict, progress: Pr
         try:
             client.put_object(**put)
         except ClientError as exc:
-            if _code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+            if error_code(exc) in CONDITION_FAILED:
                 continue  # another publisher moved it meanwhile: look again
             raise
         progress(f"latest -> {date}")
@@ -201,7 +204,7 @@ def _read_pointer(client: Any, bucket: str, key: str) -> tuple[str | None, str |
     try:
         response = client.get_object(Bucket=bucket, Key=key)
     except ClientError as exc:
-        if _code(exc) in ("NoSuchKey", "404"):
+        if error_code(exc) in ("NoSuchKey", "404"):
             return None, None
         raise
     etag = response.get("ETag")
@@ -230,14 +233,10 @@ def _exists(client: Any, bucket: str, key: str) -> bool:
     try:
         client.head_object(Bucket=bucket, Key=key)
     except ClientError as exc:
-        if _code(exc) in ("404", "NoSuchKey", "NotFound"):
+        if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
             return False
         raise
     return True
-
-
-def _code(exc: Exception) -> str:
-    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
 
 
 def _size(n: int) -> str:

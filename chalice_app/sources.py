@@ -72,7 +72,8 @@ def _gunzip(raw: bytes) -> bytes:
     return data
 
 
-def _error_code(exc: Exception) -> str:
+def error_code(exc: Exception) -> str:
+    """The AWS error code of a botocore ClientError ('NoSuchKey', '304', ...); '' for anything else."""
     response = getattr(exc, "response", None) or {}
     return str(response.get("Error", {}).get("Code", ""))
 
@@ -94,7 +95,7 @@ class S3Source:
             response = self.client.get_object(**kwargs)
             raw = response["Body"].read()
         except ClientError as exc:
-            code = _error_code(exc)
+            code = error_code(exc)
             if code in ("304", "NotModified"):
                 return None
             if code in ("NoSuchKey", "404"):
@@ -122,7 +123,7 @@ class S3Source:
                     break
                 kwargs["ContinuationToken"] = page["NextContinuationToken"]
         except ClientError as exc:
-            code = _error_code(exc) or "error"
+            code = error_code(exc) or "error"
             raise SourceUnavailable(f"S3 {code} listing {prefix}", code) from None
         except Exception as exc:  # noqa: BLE001 - as in get()
             raise SourceUnavailable(f"S3 unreachable listing {prefix}: {type(exc).__name__}",

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
+from chalice_app.sources import error_code
 from deploy import site_config
 from deploy.site_sync import SyncPlan, apply_sync, local_files, plan_sync, remote_files
 
@@ -96,10 +97,6 @@ def api_domain(stage: str, deployed_dir: str = DEPLOYED_DIR) -> str:
 # -- ensure ------------------------------------------------------------------------------------
 
 
-def _code(exc: Exception) -> str:
-    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
-
-
 def ensure_bucket(s3: Any, bucket: str, report: SiteReport) -> None:
     """Private bucket: Block Public Access on, default encryption, no website hosting."""
     from botocore.exceptions import ClientError
@@ -107,7 +104,7 @@ def ensure_bucket(s3: Any, bucket: str, report: SiteReport) -> None:
     try:
         s3.head_bucket(Bucket=bucket)
     except ClientError as exc:
-        if _code(exc) not in ("404", "NoSuchBucket", "NotFound"):
+        if error_code(exc) not in ("404", "NoSuchBucket", "NotFound"):
             raise
         region = s3.meta.region_name
         extra = {} if region in (None, "us-east-1") else {"CreateBucketConfiguration": {"LocationConstraint": region}}
@@ -272,7 +269,7 @@ def _remote_or_empty(s3: Any, bucket: str) -> dict[str, str]:
     try:
         return remote_files(s3, bucket)
     except ClientError as exc:
-        if _code(exc) in ("NoSuchBucket", "404", "AccessDenied"):
+        if error_code(exc) in ("NoSuchBucket", "404", "AccessDenied"):
             return {}
         raise
 
