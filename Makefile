@@ -5,7 +5,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt requirements.txt | sha1sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt requirements.txt pyproject.toml | sha1sum | cut -c1-12)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAGE ?= dev
 # Bytecode goes under build/: vendor/chalice_app is a symlink, and caches beside the sources
@@ -17,12 +17,14 @@ export PYTHONPYCACHEPREFIX := $(CURDIR)/build/pycache
 help: ## list the targets
 	@grep -hE '^[a-z][a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
 
-$(STAMP): requirements-dev.txt requirements.txt
+$(STAMP): requirements-dev.txt requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	# The project itself, editable (its modules and the predictions-* commands); no download needed.
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-build-isolation --no-deps -e .
 	@rm -f $(VENV)/.installed-* && touch $@
 
-venv: $(STAMP) ## create .venv with the development requirements
+venv: $(STAMP) ## create .venv with the development requirements and the project installed editable
 
 chromium: ## install Debian's chromium for the browser tests when it is missing
 	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -q && \
@@ -41,7 +43,8 @@ run: venv ## moto S3 + sample data + chalice local (+ the site) on 127.0.0.1; Ct
 	$(PY) -m tools.devstack
 
 package: venv ## chalice package for STAGE (default dev) into build/package-STAGE
-	rm -rf chalice_app/__pycache__ build/package-$(STAGE)
+	find chalice_app -name __pycache__ -prune -exec rm -rf {} +
+	rm -rf build/package-$(STAGE)
 	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(VENV)/bin/chalice package --stage $(STAGE) build/package-$(STAGE)
 	@ls -l build/package-$(STAGE)/deployment.zip
 

@@ -95,7 +95,7 @@ def mode_cold(target, opts):
         lean_ssm_client()
     if opts.get("eager") == "1":
         # What container.py would do if it created the store (and its S3 client) at import.
-        from chalice_app import container
+        from chalice_app.api import container
 
         container.store()
     t1 = time.perf_counter()
@@ -108,9 +108,10 @@ def mode_cold(target, opts):
 
 
 def lean_ssm_client():
-    """The recommended change to chalice_app/ssm_settings.py, applied in place: its SSM client made
-    by chalice_app.s3.make_client, which shares the S3 client's lean loader."""
-    from chalice_app import s3, ssm_settings
+    """The recommended change to chalice_app/config/parameter_store.py, applied in place: its SSM client made
+    by chalice_app.aws_clients.make_client, which shares the S3 client's lean loader."""
+    from chalice_app import aws_clients as s3
+    from chalice_app.config import parameter_store as ssm_settings
 
     def make_ssm_client(connect_timeout, read_timeout):
         from botocore.config import Config
@@ -162,9 +163,9 @@ def mode_load(target, opts):
         return {"load_ms": (time.perf_counter() - t) * 1e3}
     import json
 
-    from chalice_app import container
-    from chalice_app.batch import Batch
+    from chalice_app.api import container
     from chalice_app.contract import batch_key
+    from chalice_app.store.batch import Batch
 
     store = container.store()
     store.latest_date()
@@ -217,8 +218,8 @@ def mode_probe(target, opts):
     elif target == "client-ours":
         import botocore.session  # first, so that client_ms compares like for like
 
-        from chalice_app.s3 import make_s3_client
-        from chalice_app.settings import Settings
+        from chalice_app.aws_clients import make_s3_client
+        from chalice_app.config.settings import Settings
 
         t1 = time.perf_counter()
         make_s3_client(Settings())
@@ -250,9 +251,9 @@ def s3_read(target, t0, opts):
     else:
         import json
 
-        from chalice_app.s3 import make_s3_client
-        from chalice_app.settings import load_settings
-        from chalice_app.sources import S3Source
+        from chalice_app.aws_clients import make_s3_client
+        from chalice_app.config.settings import load_settings
+        from chalice_app.store.sources import S3Source
 
         source = S3Source(make_s3_client(load_settings()), bucket)
 

@@ -63,9 +63,9 @@ def cold() -> str:
 
 def page_encoding(size: int, number: int = 2000) -> str:
     """What the page route's body costs: json.dumps of 50 rows vs joining 50 rows encoded once."""
+    from chalice_app.api.responses import etag_of
     from chalice_app.jsontext import encode
-    from chalice_app.responses import etag_of
-    from chalice_app.sample import make_batch
+    from chalice_app.publishing.sample import make_batch
 
     doc = make_batch(DATE, size)
     items = doc["predictions"][:50]

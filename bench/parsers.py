@@ -11,8 +11,8 @@ import statistics
 import time
 from collections.abc import Callable
 
-from chalice_app.publish import encode_document
-from chalice_app.sample import make_batch
+from chalice_app.publishing.publish import encode_document
+from chalice_app.publishing.sample import make_batch
 
 
 def _best_of(fn: Callable[[], object], reps: int) -> float:

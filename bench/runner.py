@@ -24,8 +24,10 @@ from bench.s3stack import MotoS3
 
 RESULTS_DIR = Path(__file__).with_name("results")
 DATE = "2026-11-23"
-# The modules tuned for issue 3: `--before REF` measures them as they were at REF, all else equal.
-PERF_MODULES = ("chalice_app/batch.py", "chalice_app/store.py", "chalice_app/sources.py", "chalice_app/s3.py")
+# The modules of the request path's speed: `--before REF` measures them as they were at REF, all
+# else equal (REF must have them at these paths).
+PERF_MODULES = ("chalice_app/store/batch.py", "chalice_app/store/cache.py", "chalice_app/store/sources.py",
+                "chalice_app/aws_clients.py")
 
 
 @dataclass

@@ -8,8 +8,8 @@ import time
 from typing import Any
 
 from chalice_app.contract import DEFAULT_PREFIX
-from chalice_app.publish import publish_document
-from chalice_app.sample import make_batch
+from chalice_app.publishing.publish import publish_document
+from chalice_app.publishing.sample import make_batch
 from tools.devstack import FAKE_AWS
 
 

@@ -15,7 +15,6 @@ ALL_VIEWER_EXCEPT_HOST_HEADER = "b689b0a8-53d0-40ab-baf2-68738e2966ac"
 
 S3_ORIGIN_ID = "site-bucket"
 API_ORIGIN_ID = "api-gateway"
-HSTS_SECONDS = 63072000
 
 
 def site_bucket_name(app_name: str, stage: str, account_id: str) -> str:
@@ -51,24 +50,6 @@ def encryption_config() -> dict:
 def oac_config(name: str) -> dict:
     return {"Name": name, "Description": "predictions site: CloudFront reads the private bucket",
             "SigningProtocol": "sigv4", "SigningBehavior": "always", "OriginAccessControlOriginType": "s3"}
-
-
-def response_headers_policy_config(name: str, csp: str) -> dict:
-    return {
-        "Name": name,
-        "Comment": "predictions site security headers",
-        "SecurityHeadersConfig": {
-            "StrictTransportSecurity": {"Override": True, "AccessControlMaxAgeSec": HSTS_SECONDS,
-                                        "IncludeSubdomains": True, "Preload": False},
-            "ContentSecurityPolicy": {"Override": True, "ContentSecurityPolicy": csp},
-            "ContentTypeOptions": {"Override": True},
-            "FrameOptions": {"Override": True, "FrameOption": "DENY"},
-            "ReferrerPolicy": {"Override": True, "ReferrerPolicy": "strict-origin-when-cross-origin"},
-        },
-        # Not among CloudFront's security headers, so sent as a custom one (the local edge sends it too).
-        "CustomHeadersConfig": {"Quantity": 1, "Items": [
-            {"Header": "Cross-Origin-Opener-Policy", "Value": "same-origin", "Override": True}]},
-    }
 
 
 def _methods(*names: str) -> dict:

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
-from chalice_app.sources import error_code
+from chalice_app.aws_clients import error_code
+from chalice_app.website.serving import cache_control_for, content_type_for, response_headers_policy_config
 from deploy import site_config
 from deploy.site_sync import SyncPlan, apply_sync, local_files, plan_sync, remote_files
 
@@ -137,8 +138,8 @@ def ensure_oac(cloudfront: Any, name: str, report: SiteReport) -> str:
     return created["OriginAccessControl"]["Id"]
 
 
-def ensure_headers_policy(cloudfront: Any, name: str, csp: str, report: SiteReport) -> str:
-    wanted = site_config.response_headers_policy_config(name, csp)
+def ensure_headers_policy(cloudfront: Any, name: str, report: SiteReport) -> str:
+    wanted = response_headers_policy_config(name)
     listing = cloudfront.list_response_headers_policies(Type="custom")
     for item in listing.get("ResponseHeadersPolicyList", {}).get("Items", []) or []:
         policy = item["ResponseHeadersPolicy"]
@@ -206,16 +207,12 @@ def ensure_bucket_policy(s3: Any, bucket: str, distribution_arn: str, report: Si
 
 
 def _headers_for(key: str) -> dict[str, str]:
-    from build_site import cache_control_for, content_type_for
-
     return {"ContentType": content_type_for(key), "CacheControl": cache_control_for(key)}
 
 
 def publish_site(stage: str, out_dir: str, *, clients: Clients, dry_run: bool = False,
                  progress: Progress = print, deployed_dir: str = DEPLOYED_DIR) -> SiteReport:
     """Bucket, OAC, headers policy, distribution, bucket policy, upload, invalidate — in that order."""
-    from build_site import CONTENT_SECURITY_POLICY
-
     domain = api_domain(stage, deployed_dir)
     state = load_state(stage, deployed_dir)
     account = clients.sts.get_caller_identity()["Account"]
@@ -234,8 +231,7 @@ def publish_site(stage: str, out_dir: str, *, clients: Clients, dry_run: bool = 
     ensure_bucket(clients.s3, bucket, report)
     state["bucket"] = bucket
     oac_id = ensure_oac(clients.cloudfront, f"{APP_NAME}-site-{stage}", report)
-    headers_id = ensure_headers_policy(clients.cloudfront, f"{APP_NAME}-site-{stage}-headers",
-                                       CONTENT_SECURITY_POLICY, report)
+    headers_id = ensure_headers_policy(clients.cloudfront, f"{APP_NAME}-site-{stage}-headers", report)
     config = site_config.distribution_config(
         stage=stage, caller_reference=f"{APP_NAME}-site-{stage}", bucket_domain=f"{bucket}.s3.amazonaws.com",
         oac_id=oac_id, api_domain=domain, headers_policy_id=headers_id)

@@ -5,10 +5,10 @@ STAGES := local dev prod
 .PHONY: deploy deploy-check
 
 deploy: venv ## deploy STAGE (default dev): chalice deploy, prewarm, build and publish the site
-	$(PY) -m tools.deploy --stage $(STAGE)
+	$(PY) -m deploy.stage --stage $(STAGE)
 
 deploy-check: venv ## what can be checked here: chalice package + cfn-lint for every stage, no wildcard policy
-	@rm -rf chalice_app/__pycache__
+	@find chalice_app -name __pycache__ -prune -exec rm -rf {} +
 	@set -e; for stage in $(STAGES); do \
 	  rm -rf build/package-$$stage; \
 	  AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(VENV)/bin/chalice package --stage $$stage build/package-$$stage >/dev/null; \

@@ -10,7 +10,7 @@ NODE_STAMP := node_modules/.installed
 .PHONY: site site-stage site-serve site-bench lighthouse
 
 site: venv ## build a sample site (7 days x 500 predictions, no AWS, no servers) into build/site-sample
-	$(PY) -m chalice_app.sample --out $(SITE_SAMPLE_BUCKET) --days 7 --count 500 --end-date 2026-11-20
+	$(PY) -m chalice_app.publishing.sample --out $(SITE_SAMPLE_BUCKET) --days 7 --count 500 --end-date 2026-11-20
 	$(PY) build_site.py --source $(SITE_SAMPLE_BUCKET) --out $(SITE_SAMPLE) --days 7
 
 site-stage: venv ## build the site of STAGE from its predictions bucket into build/site-STAGE
@@ -20,7 +20,7 @@ site-serve: site ## serve build/site-sample on 127.0.0.1:SITE_PORT, /api/* to SI
 	$(PY) -m tools.edge --root $(SITE_SAMPLE) --api $(SITE_API) --port $(SITE_PORT)
 
 site-bench: venv ## time a build of 30 days x 1,000 predictions
-	$(PY) -m chalice_app.sample --out build/bench-bucket --days 30 --count 1000 --end-date 2026-11-20
+	$(PY) -m chalice_app.publishing.sample --out build/bench-bucket --days 30 --count 1000 --end-date 2026-11-20
 	time $(PY) build_site.py --source build/bench-bucket --out build/site-bench --days 30
 
 $(NODE_STAMP): package.json package-lock.json

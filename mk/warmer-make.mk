@@ -4,4 +4,4 @@ STAGE ?= dev
 
 .PHONY: warm
 warm: venv ## run STAGE's deployed warmer once and print its summary (make warm STAGE=prod)
-	$(PY) -m chalice_app.warm --stage $(STAGE)
+	$(PY) -m chalice_app.warming.prewarm --stage $(STAGE)

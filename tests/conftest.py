@@ -6,14 +6,12 @@ import gzip
 import json
 import os
 import socket
-import sys
 import threading
 from collections.abc import Callable, Iterator
 
 import pytest
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, PROJECT_DIR)
 
 BUCKET = "predictions-local"  # the local stage's bucket in .chalice/config.json
 PREFIX = "predictions/"
@@ -33,7 +31,7 @@ def fake_aws(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(autouse=True)
 def fresh_container() -> Iterator[None]:
     """Each test starts as a new Lambda container would: no settings, no store, cold."""
-    from chalice_app import container
+    from chalice_app.api import container
 
     container.reset()
     yield

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 from html.parser import HTMLParser
 
-from build_site import build
-from chalice_app.sample import dates_ending, make_batch, write_folder
-from chalice_app.sources import DirSource
-from chalice_app.store import PredictionStore
+from chalice_app.publishing.sample import dates_ending, make_batch, write_folder
+from chalice_app.store.cache import PredictionStore
+from chalice_app.store.sources import DirSource
+from chalice_app.website.build import build
 
 PREFIX = "predictions/"
 END_DATE = "2026-11-20"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from chalice_app.batch_input import (
+from chalice_app.publishing.batch_input import (
     InputError,
     ParsedInput,
     RowError,

@@ -11,7 +11,7 @@ import random
 from bench import hotspots, parsers, report, runner
 from bench.children import Target, run_child
 from bench.s3stack import MotoS3
-from chalice_app.batch import BatchContractError, _index_checked, _index_fast
+from chalice_app.store.batch import BatchContractError, _index_checked, _index_fast
 
 
 def test_quick_run_measures_both_apps_and_reports_every_target(tmp_path):
@@ -78,8 +78,8 @@ def test_lean_clients_load_what_the_stock_ones_do_and_fall_back(monkeypatch):
     """s3.py swaps botocore's data loader for speed: same models, and a safe way out if it breaks."""
     import botocore.session
 
-    from chalice_app import s3
-    from chalice_app.settings import Settings
+    from chalice_app import aws_clients as s3
+    from chalice_app.config.settings import Settings
 
     # A fresh loader, not the container's cached one: botocore's S3 customisation rewrites the
     # requestUri of a loaded model in place (idempotently) once a client has been made from it.

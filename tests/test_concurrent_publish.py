@@ -20,13 +20,14 @@ from apigw import proxy_event
 from conftest import PREFIX, PROJECT_DIR
 
 from app import app
-from chalice_app import container, publish
+from chalice_app.api import container
+from chalice_app.aws_clients import make_s3_client
+from chalice_app.config.settings import Settings
 from chalice_app.contract import batch_key, pointer_key
-from chalice_app.publish import PublishError, publish_document
-from chalice_app.s3 import make_s3_client
-from chalice_app.settings import Settings
-from chalice_app.sources import S3Source
-from chalice_app.store import PredictionStore
+from chalice_app.publishing import publish
+from chalice_app.publishing.publish import PublishError, publish_document
+from chalice_app.store.cache import PredictionStore
+from chalice_app.store.sources import S3Source
 from tools import devstack
 
 pytestmark = pytest.mark.slow
@@ -254,7 +255,7 @@ def test_an_existing_date_is_refused_without_force_exit_2(endpoint, bucket, tmp_
     args = [str(path), "--date", DATES[0], "--bucket", bucket, "--quiet"]
     assert publish.main(args, client=client) == 0
     # The real command in its own process: the exit code is what a scheduler sees.
-    again = subprocess.run([sys.executable, "-m", "chalice_app.publish", *args], cwd=PROJECT_DIR,
+    again = subprocess.run([sys.executable, "-m", "chalice_app.publishing.publish", *args], cwd=PROJECT_DIR,
                            env=devstack.aws_env(endpoint), capture_output=True, text=True, timeout=60)
     assert again.returncode == 2, again.stderr
     assert "already exists; pass --force" in again.stderr

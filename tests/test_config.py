@@ -9,8 +9,8 @@ import os
 import pytest
 from conftest import PROJECT_DIR
 
-from chalice_app.settings import SettingsError, load_settings
-from chalice_app.stage_config import StageError, load_config, stage_environment
+from chalice_app.config.settings import SettingsError, load_settings
+from chalice_app.config.stage_file import StageError, load_config, stage_environment
 
 CONFIG = load_config()
 STAGES = ("local", "dev", "prod")

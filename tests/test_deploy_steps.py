@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from tools.deploy import deploy, steps
+from deploy.stage import deploy, steps
 
 
 def test_the_steps_are_api_then_prewarm_then_site():
     names = [command[1:4] for _, command in steps("prod", python="/venv/bin/python", warmer_enabled=True)]
-    assert names == [["deploy", "--stage", "prod"], ["-m", "chalice_app.warm", "--stage"],
+    assert names == [["deploy", "--stage", "prod"], ["-m", "chalice_app.warming.prewarm", "--stage"],
                      ["build_site.py", "--stage", "prod"]]
     assert steps("prod", python="/venv/bin/python", warmer_enabled=True)[2][1][-1] == "--publish"
 
@@ -29,7 +29,7 @@ def test_a_failure_stops_the_deploy_and_says_where():
 
     def run(command):
         ran.append(command)
-        return 1 if "chalice_app.warm" in command else 0
+        return 1 if "chalice_app.warming.prewarm" in command else 0
 
     assert deploy("dev", run=run, say=said.append) == 1
     assert len(ran) == 2  # the site was not published

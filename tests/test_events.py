@@ -11,14 +11,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app import app
-from chalice_app import container
+from chalice_app.api import container
 
 ALLOWED_KEY = re.compile(r"predictions/(latest\.json|\d{4}-\d{2}-\d{2}/predictions\.json)")
 
 
 @pytest.fixture
 def local_env(monkeypatch):
-    from chalice_app.stage_config import stage_environment
+    from chalice_app.config.stage_file import stage_environment
 
     for name, value in stage_environment("local").items():
         monkeypatch.setenv(name, value)

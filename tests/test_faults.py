@@ -28,9 +28,9 @@ from conftest import BUCKET, PREFIX, make_doc
 from urllib3.exceptions import ProtocolError
 
 from app import app
-from chalice_app import container
-from chalice_app.settings import Settings
-from chalice_app.store import FAULT_BACKOFF_SECONDS
+from chalice_app.api import container
+from chalice_app.config.settings import Settings
+from chalice_app.store.cache import FAULT_BACKOFF_SECONDS
 
 DATE = "2026-11-23"
 KEY = f"{PREFIX}{DATE}/predictions.json"

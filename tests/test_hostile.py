@@ -20,9 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app import app
-from chalice_app import container
-from chalice_app.routes import PAGE_PARAMS
-from chalice_app.settings import load_settings
+from chalice_app.api import container
+from chalice_app.api.routes import PAGE_PARAMS
+from chalice_app.config.settings import load_settings
 
 # [0-9], not \d: \d would also accept the Arabic-Indic and fullwidth digits this file sends.
 ALLOWED_KEY = re.compile(r"predictions/(latest\.json|[0-9]{4}-[0-9]{2}-[0-9]{2}/predictions\.json)")
@@ -112,7 +112,7 @@ def _one_botocore_session(shared_botocore_session):
 
 @pytest.fixture
 def local_env(monkeypatch):
-    from chalice_app.stage_config import stage_environment
+    from chalice_app.config.stage_file import stage_environment
 
     for name, value in stage_environment("local").items():
         monkeypatch.setenv(name, value)
@@ -324,7 +324,7 @@ def _status_503(requested):
 
 def _status_500(requested, monkeypatch):
     def broken():
-        raise RuntimeError(f"{SCRIPT} at /var/task/chalice_app/store.py line 1")
+        raise RuntimeError(f"{SCRIPT} at /var/task/chalice_app/store/cache.py line 1")
 
     monkeypatch.setattr(container, "store", broken)
     return call(proxy_event("/predictions/{date}", {"date": "2026-11-23"}))

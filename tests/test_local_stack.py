@@ -44,7 +44,7 @@ def test_publish_cli_against_the_local_bucket_is_served(stack, tmp_path):
     path = tmp_path / "next.csv"
     path.write_text("id,label,value\nsku-new,Fresh figs,7.5\n")
     done = subprocess.run(
-        [sys.executable, "-m", "chalice_app.publish", str(path), "--date", "2026-11-24", "--stage", "local",
+        [sys.executable, "-m", "chalice_app.publishing.publish", str(path), "--date", "2026-11-24", "--stage", "local",
          "--model-name", "demand-forecast", "--model-version", "3.3.0"],
         cwd=PROJECT_DIR, env=devstack.aws_env(endpoint), capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr

@@ -100,8 +100,8 @@ def test_the_date_listing_is_a_hit_only_when_both_reads_are(api, put_batch, caps
 
 def test_a_warmup_is_measured_under_its_own_route(s3, put_batch, capsys, monkeypatch):
     from app import app
-    from chalice_app import warmup
-    from chalice_app.stage_config import stage_environment
+    from chalice_app.api import warmup
+    from chalice_app.config.stage_file import stage_environment
 
     for name, value in stage_environment("local").items():
         monkeypatch.setenv(name, value)

@@ -9,7 +9,7 @@ import pytest
 from conftest import PROJECT_DIR
 
 from app import app
-from chalice_app import routes
+from chalice_app.api import routes
 from chalice_app.contract import ID_PATTERN
 from tools import openapi
 
@@ -127,7 +127,7 @@ def test_error_codes_in_the_document_cover_every_code_the_routes_raise(document)
     import inspect
     import re
 
-    from chalice_app import responses as responses_module
+    from chalice_app.api import responses as responses_module
 
     source = inspect.getsource(routes) + inspect.getsource(responses_module)
     raised = set(re.findall(r'ApiError\(\d{3}, "([a-z_]+)"', source))

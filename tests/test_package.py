@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -12,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from conftest import PROJECT_DIR
+
+from deploy.stage import remove_bytecode
 
 pytestmark = pytest.mark.slow
 
@@ -21,8 +22,7 @@ RUNTIME_PACKAGES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "
 
 @pytest.fixture(scope="module")
 def package(tmp_path_factory):
-    # vendor/chalice_app is a symlink: bytecode caches written beside the sources would ship too.
-    shutil.rmtree(os.path.join(PROJECT_DIR, "chalice_app", "__pycache__"), ignore_errors=True)
+    remove_bytecode()
     out = tmp_path_factory.mktemp("package")
     env = {**os.environ, "AWS_DEFAULT_REGION": "us-east-1"}
     chalice = os.path.join(os.path.dirname(sys.executable), "chalice")
@@ -58,7 +58,7 @@ def zip_names(package) -> list[str]:
 def test_zip_carries_the_app_and_nothing_heavy(package):
     names = zip_names(package)
     assert "app.py" in names
-    assert "chalice_app/routes.py" in names
+    assert "chalice_app/api/routes.py" in names
     assert not [name for name in names if "__pycache__" in name or name.endswith(".pyc")]
     tops = {name.split("/")[0] for name in names}
     assert not tops & {"boto3", "botocore", "jinja2", "moto", "flask", "werkzeug", "s3transfer"}
@@ -82,7 +82,7 @@ health = dict(event, resource="/health", path="/health", pathParameters=None,
               requestContext=dict(event["requestContext"], resourcePath="/health"))
 out = {"modules": sorted(m for m in sys.modules if m.split(".")[0] in
                          ("boto3", "jinja2", "moto", "flask", "chalice_app", "chalice")),
-       "app_file": app.__file__, "routes_file": sys.modules["chalice_app.routes"].__file__,
+       "app_file": app.__file__, "routes_file": sys.modules["chalice_app.api.routes"].__file__,
        "bad": app.app(event, None), "health": app.app(health, None)}
 print(json.dumps(out))
 """

@@ -8,8 +8,8 @@ import json
 import pytest
 from conftest import BUCKET, PREFIX, body
 
-from chalice_app import publish
-from chalice_app.publish import main
+from chalice_app.publishing import publish
+from chalice_app.publishing.publish import main
 
 CSV = "id,label,value,lower,upper\nsku-1,Oat milk 1l,412.5,380,441.2\nsku-2,Butter,,,\nsku-3,Eggs,12,10,14\n"
 

@@ -225,7 +225,7 @@ def test_cursor_keeps_walking_its_batch_when_latest_moves(api, put_batch):
     old = put_batch("2026-11-22", n=10)
     first = body(api.get("/predictions/latest?limit=4"))
     put_batch("2026-11-23", n=3)
-    from chalice_app import container
+    from chalice_app.api import container
 
     container.store().pointer_ttl = 0  # see the new pointer now, not after the stage's TTL
     second = body(api.get(f"/predictions/latest?limit=4&cursor={first['next_cursor']}"))
@@ -250,8 +250,8 @@ def test_cursor_with_a_different_sort_is_refused(api, put_batch):
 
 
 def test_route_without_bucket_configured_is_a_503(api, monkeypatch):
-    from chalice_app import container
-    from chalice_app.settings import Settings
+    from chalice_app.api import container
+    from chalice_app.config.settings import Settings
 
     container._state["settings"] = Settings(bucket="")
     response = api.get("/predictions")

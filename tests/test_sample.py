@@ -6,8 +6,8 @@ import json
 
 from conftest import BUCKET, PREFIX, body
 
-from chalice_app.batch_input import validate_rows
-from chalice_app.sample import dates_ending, main, make_batch
+from chalice_app.publishing.batch_input import validate_rows
+from chalice_app.publishing.sample import dates_ending, main, make_batch
 
 
 def test_same_date_same_batch():

@@ -24,8 +24,8 @@ import pytest
 from playwright.sync_api import Browser, Page, Route, expect
 from site_conftest_helpers import END_DATE, PREFIX
 
-import build_site
-from chalice_app.sample import make_batch
+from chalice_app.publishing.sample import make_batch
+from chalice_app.website import view
 from tools import devstack
 from tools.edge import EdgeServer, start_in_thread
 
@@ -102,7 +102,7 @@ def watch(page: Page) -> dict[str, list[str]]:
 
 
 def publish_newer_batch(endpoint: str) -> dict:
-    from chalice_app.publish import publish_document
+    from chalice_app.publishing.publish import publish_document
 
     doc = make_batch(NEWER_DATE, COUNT + 20)
     doc["predictions"][0]["label"] = FRESH_LABEL
@@ -133,7 +133,7 @@ def axe_violations(page: Page) -> list[str]:
 
 
 def cell(value: Any) -> str:
-    return build_site.cell_text(value)
+    return view.cell_text(value)
 
 
 # ---- the tests ---------------------------------------------------------------------------------

@@ -27,8 +27,9 @@ from site_conftest_helpers import (
     write_source,
 )
 
-import build_site
-from build_site import BuildError, build
+from chalice_app.website import chart, render, view
+from chalice_app.website.build import build, open_store
+from chalice_app.website.render import BuildError
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COUNT = 250  # three table pages of 100, 100 and 50 rows
@@ -64,7 +65,7 @@ def files_of(root: str) -> dict[str, bytes]:
 
 
 def shown(value: object) -> str:
-    return build_site.cell_text(value)
+    return view.cell_text(value)
 
 
 # ---- what the latest page shows ----------------------------------------------------------------
@@ -78,7 +79,7 @@ def test_latest_page_shows_batch_metadata_and_first_rows(out: str, docs: list[di
     assert "demand-forecast 3.2.0" in html
     assert f'<time data-bind="generated" datetime="{END_DATE}T04:00:00Z">{END_DATE} 04:00 UTC</time>' in html
     assert page.headers == [f["label"] for f in latest["fields"]]
-    assert len(page.rows) == build_site.PAGE_ROWS
+    assert len(page.rows) == view.PAGE_ROWS
     first = latest["predictions"][0]
     assert page.rows[0] == [shown(first[f["name"]]) for f in latest["fields"]]
     assert page.rows[-1][0] == latest["predictions"][99]["id"]
@@ -125,7 +126,7 @@ def test_chart_is_inline_svg_of_the_top_20_with_ranges(out: str, docs: list[dict
     assert len(re.findall(r'<path class="range"', svg)) == 20
     top = sorted(docs[-1]["predictions"], key=lambda r: -r["value"])[:20]
     labels = [html_lib.unescape(t) for t in re.findall(r'<text class="lbl" [^>]*>([^<]*)</text>', svg)]
-    assert labels == [build_site._short(r["label"]) for r in top]
+    assert labels == [chart._short(r["label"]) for r in top]
     assert labels[0].startswith("</script>")  # the hostile label's value is the largest: shown as text
 
 
@@ -222,7 +223,7 @@ def test_same_batches_give_byte_identical_output(tmp_path, src: str, out: str) -
 
 
 def test_changed_asset_gets_a_new_name(tmp_path, src: str, out: str) -> None:
-    site = shutil.copytree(build_site.SITE_DIR, tmp_path / "site")
+    site = shutil.copytree(render.SITE_DIR, tmp_path / "site")
     with open(site / "static" / "site.css", "a", encoding="utf-8") as fh:
         fh.write("\n/* changed */\n")
     build(folder_store(src), str(tmp_path / "out"), DAYS_BUILT, site_dir=str(site))
@@ -281,7 +282,7 @@ def test_cli_without_any_batch_fails_with_one_clear_line(tmp_path) -> None:
     ("{% if %}", r"template .*batch\.html line \d+: "),
 ])
 def test_a_broken_template_fails_the_build_naming_the_line(tmp_path, src: str, broken: str, expected: str) -> None:
-    site = shutil.copytree(build_site.SITE_DIR, tmp_path / "site")
+    site = shutil.copytree(render.SITE_DIR, tmp_path / "site")
     page = site / "templates" / "batch.html"
     page.write_text(page.read_text().replace("{% block main %}", "{% block main %}" + broken, 1))
     with pytest.raises(BuildError, match=expected):
@@ -291,15 +292,15 @@ def test_a_broken_template_fails_the_build_naming_the_line(tmp_path, src: str, b
 
 def test_builds_from_the_stage_bucket_by_default(s3, tmp_path) -> None:
     """--source s3 reads the stage's bucket through S3Source, as the API does (moto in-process)."""
-    from chalice_app.publish import publish_document
+    from chalice_app.publishing.publish import publish_document
 
     for doc in sample_docs(2, 30):
         publish_document(s3, "predictions-local", PREFIX, doc)
-    result = build(build_site.make_store("local", "s3"), str(tmp_path / "out"), 7)
+    result = build(open_store("local", "s3"), str(tmp_path / "out"), 7)
     assert result.latest == END_DATE and len(result.dates) == 2
     assert len(Page(read(str(tmp_path / "out"), "index.html")).rows) == 30
 
 
 def test_stage_bucket_without_batches_is_a_clear_error(s3, tmp_path) -> None:
     with pytest.raises(BuildError, match=r"no batch has been published under s3://predictions-local/predictions/"):
-        build(build_site.make_store("local", "s3"), str(tmp_path / "out"), 7)
+        build(open_store("local", "s3"), str(tmp_path / "out"), 7)

@@ -184,7 +184,7 @@ def test_oac_signs_every_request_to_s3(aws, site, deployed):
 
 
 def test_headers_policy_sets_hsts_csp_nosniff_frames_and_referrer(aws, site, deployed, recorder):
-    from build_site import CONTENT_SECURITY_POLICY
+    from chalice_app.website.serving import CONTENT_SECURITY_POLICY
 
     publish(aws, site, deployed)
     headers = recorder.params("CreateResponseHeadersPolicy")["ResponseHeadersPolicyConfig"]["SecurityHeadersConfig"]
@@ -198,7 +198,7 @@ def test_headers_policy_sets_hsts_csp_nosniff_frames_and_referrer(aws, site, dep
 
 def test_cloudfront_sends_every_header_the_local_edge_sends(aws, site, deployed, recorder):
     """The site is tested through the local edge: CloudFront must add the same headers."""
-    from build_site import SECURITY_HEADERS
+    from chalice_app.website.serving import SECURITY_HEADERS
 
     publish(aws, site, deployed)
     config = recorder.params("CreateResponseHeadersPolicy")["ResponseHeadersPolicyConfig"]
@@ -311,7 +311,7 @@ def test_delete_site_without_a_record_is_a_clear_error(aws, deployed):
 
 @pytest.fixture
 def cli(aws, deployed, tmp_path, monkeypatch):
-    from chalice_app.sample import make_batch, write_folder
+    from chalice_app.publishing.sample import make_batch, write_folder
     from deploy import site_deploy
 
     bucket_dir = tmp_path / "bucket"

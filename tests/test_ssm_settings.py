@@ -7,8 +7,8 @@ import json
 import pytest
 from moto import mock_aws
 
-from chalice_app.settings import load_settings
-from chalice_app.ssm_settings import make_ssm_client, read_parameters
+from chalice_app.config.parameter_store import make_ssm_client, read_parameters
+from chalice_app.config.settings import load_settings
 
 
 @pytest.fixture
@@ -63,7 +63,7 @@ def test_unreachable_parameter_store_is_one_log_line_and_no_settings(monkeypatch
 
 
 def test_container_reads_parameter_store_once_and_environment_wins(ssm, monkeypatch):
-    from chalice_app import container
+    from chalice_app.api import container
 
     put(ssm, "/predictions/prod/POINTER_TTL_SECONDS", "45")
     put(ssm, "/predictions/prod/BATCH_TTL_SECONDS", "900")
@@ -71,7 +71,7 @@ def test_container_reads_parameter_store_once_and_environment_wins(ssm, monkeypa
     monkeypatch.setenv("PREDICTIONS_BUCKET", "b")
     monkeypatch.setenv("BATCH_TTL_SECONDS", "60")
     calls = []
-    monkeypatch.setattr("chalice_app.ssm_settings.read_parameters",
+    monkeypatch.setattr("chalice_app.config.parameter_store.read_parameters",
                         lambda client, path, _real=read_parameters: calls.append(path) or _real(ssm, path))
     first = container.settings()
     assert (first.pointer_ttl, first.batch_ttl) == (45.0, 60.0)
@@ -80,19 +80,19 @@ def test_container_reads_parameter_store_once_and_environment_wins(ssm, monkeypa
 
 
 def test_a_bad_parameter_store_value_falls_back_to_the_environment(ssm, monkeypatch, capsys):
-    from chalice_app import container
+    from chalice_app.api import container
 
     put(ssm, "/predictions/prod/POINTER_TTL_SECONDS", "soon")
     monkeypatch.setenv("CONFIG_SSM_PATH", "/predictions/prod/")
     monkeypatch.setenv("PREDICTIONS_BUCKET", "b")
-    monkeypatch.setattr("chalice_app.ssm_settings.make_ssm_client", lambda *a: ssm)
+    monkeypatch.setattr("chalice_app.config.parameter_store.make_ssm_client", lambda *a: ssm)
     assert container.settings().pointer_ttl == 30.0
     assert "ssm_settings_invalid" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("stage", ["dev", "prod"])
 def test_stage_policy_grants_exactly_its_parameter_path(stage):
-    from chalice_app.stage_config import stage_environment
+    from chalice_app.config.stage_file import stage_environment
     from tests.conftest import PROJECT_DIR
 
     path = stage_environment(stage)["CONFIG_SSM_PATH"]

@@ -10,11 +10,11 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from conftest import BUCKET, PREFIX, body
 
-from chalice_app import container
-from chalice_app.s3 import make_s3_client
-from chalice_app.settings import Settings
-from chalice_app.sources import S3Source
-from chalice_app.store import BatchNotFound, PredictionStore, StoreUnavailable
+from chalice_app.api import container
+from chalice_app.aws_clients import make_s3_client
+from chalice_app.config.settings import Settings
+from chalice_app.store.cache import BatchNotFound, PredictionStore, StoreUnavailable
+from chalice_app.store.sources import S3Source
 
 
 class Clock:
@@ -239,7 +239,7 @@ def test_with_nothing_cached_a_failure_is_remembered_for_the_backoff(parts, put_
 
 
 def test_remembered_failures_are_bounded_like_missing_dates(parts, monkeypatch):
-    import chalice_app.store as store_module
+    import chalice_app.store.cache as store_module
 
     store, calls = parts
     monkeypatch.setattr(store_module, "MAX_NEGATIVE_ENTRIES", 3)

@@ -15,12 +15,14 @@ from chalice import Chalice
 from chalice.test import Client
 
 from app import app
-from chalice_app import warm, warmer, warmup
+from chalice_app.api import warmup
+from chalice_app.warming import prewarm as warm
+from chalice_app.warming import scheduled as warmer
 
 
 @pytest.fixture
 def local_env(monkeypatch):
-    from chalice_app.stage_config import stage_environment
+    from chalice_app.config.stage_file import stage_environment
 
     for name, value in stage_environment("local").items():
         monkeypatch.setenv(name, value)
@@ -207,7 +209,7 @@ def test_bad_schedule_settings_name_the_variable(env, message):
 
 
 def load_warmer_module(monkeypatch, **env):
-    """chalice_app/warmer.py executed afresh under `env`, as Chalice imports it for a stage."""
+    """chalice_app/warming/scheduled.py executed afresh under `env`, as Chalice imports it for a stage."""
     for name in ("WARMER_ENABLED", "WARMER_RATE_MINUTES"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
@@ -226,7 +228,7 @@ def test_the_schedule_is_registered_only_when_the_stage_turns_it_on(monkeypatch)
     (source,) = probe.event_sources
     assert source.name == warmer.WARMER_NAME
     assert source.schedule_expression.to_string() == "rate(5 minutes)"
-    assert source.handler_string == "warmer_probe.warm_api"  # in the package: chalice_app.warmer.warm_api
+    assert source.handler_string == "warmer_probe.warm_api"  # in the package: chalice_app.warming.scheduled.warm_api
     _, off = load_warmer_module(monkeypatch, WARMER_ENABLED="false", WARMER_RATE_MINUTES="5")
     assert off.event_sources == []
 
@@ -245,7 +247,7 @@ def test_the_scheduled_handler_takes_eventbridge_and_prewarm_events(monkeypatch)
         scheduled = client.lambda_.invoke(warmer.WARMER_NAME, client.events.generate_cw_event(
             source="aws.events", detail_type="Scheduled Event", detail={}, resources=[]))
         assert scheduled.payload["ok"] == 1 and scheduled.payload["cold"] == 1
-    # What `python -m chalice_app.warm` sends is accepted by the same handler.
+    # What `python -m chalice_app.warming.prewarm` sends is accepted by the same handler.
     summary = module.warm_api(warm.scheduled_event("us-east-1"), None)
     assert summary["invoked"] == 1 and summary["failures"] == 0
 

@@ -12,7 +12,7 @@ import zipfile
 import pytest
 from conftest import PROJECT_DIR
 
-from chalice_app.stage_config import load_config
+from chalice_app.config.stage_file import load_config
 
 CONFIG = load_config()
 CHALICE_DIR = os.path.join(PROJECT_DIR, ".chalice")
@@ -86,7 +86,7 @@ def test_each_stage_gets_its_schedule_or_none(packages, stage):
     rate, concurrency = expected
     assert schedules(resources) == [rate]
     warmer = resources["Warmer"]["Properties"]
-    assert warmer["Handler"] == "chalice_app.warmer.warm_api"
+    assert warmer["Handler"] == "chalice_app.warming.scheduled.warm_api"
     assert warmer["MemorySize"] == 128 and warmer["Timeout"] == 30
     variables = warmer["Environment"]["Variables"]
     assert variables["WARM_TARGET_FUNCTION"] == f"predictions-{stage}"
@@ -112,7 +112,7 @@ import json, sys
 sys.path[:0] = [sys.argv[1]]
 import app
 api_modules = sorted(m for m in sys.modules if m.split(".")[0] in ("boto3", "botocore"))
-import chalice_app.warmer as warmer
+import chalice_app.warming.scheduled as warmer
 print(json.dumps({"api_modules": api_modules, "handler": type(warmer.warm_api).__name__,
                   "sources": [s.schedule_expression.to_string() for s in app.app.event_sources]}))
 """

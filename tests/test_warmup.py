@@ -10,12 +10,12 @@ from apigw import proxy_event
 from botocore.awsrequest import AWSResponse
 
 from app import app
-from chalice_app import container, warmup
+from chalice_app.api import container, warmup
 
 
 @pytest.fixture
 def local_env(monkeypatch):
-    from chalice_app.stage_config import stage_environment
+    from chalice_app.config.stage_file import stage_environment
 
     for name, value in stage_environment("local").items():
         monkeypatch.setenv(name, value)

@@ -66,8 +66,8 @@ def s3_client(endpoint: str) -> Any:
 def seed(endpoint: str, bucket: str, days: int = 7, count: int = 200, end_date: str | None = None) -> None:
     """Create the bucket and publish sample batches through the publish code path."""
     from chalice_app.contract import DEFAULT_PREFIX
-    from chalice_app.publish import publish_document
-    from chalice_app.sample import dates_ending, make_batch
+    from chalice_app.publishing.publish import publish_document
+    from chalice_app.publishing.sample import dates_ending, make_batch
 
     client = s3_client(endpoint)
     client.create_bucket(Bucket=bucket)
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--count", type=int, default=200, help="predictions per day (default 200)")
     args = p.parse_args(argv)
 
-    from chalice_app.stage_config import stage_environment
+    from chalice_app.config.stage_file import stage_environment
 
     # SIGTERM (timeout, CI, a closed terminal) must clean up like Ctrl-C does.
     signal.signal(signal.SIGTERM, _interrupt)
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         site_url = _start_site(endpoint, api_url, args.site_port, procs)
         if site_url:
             print(f"Site       {site_url}", flush=True)
-        print(f"Publish    AWS_ENDPOINT_URL={endpoint} python -m chalice_app.publish FILE --date D "
+        print(f"Publish    AWS_ENDPOINT_URL={endpoint} python -m chalice_app.publishing.publish FILE --date D "
               "--stage local ...", flush=True)
         print("Ctrl-C stops everything.", flush=True)
         while all(proc.poll() is None for proc in procs):

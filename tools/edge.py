@@ -2,7 +2,7 @@
 
     python -m tools.edge --root build/site-local --api http://127.0.0.1:8000 --port 8080
 
-Static files get the Content-Type, Cache-Control and security headers build_site.py prescribes
+Static files get the Content-Type, Cache-Control and security headers of chalice_app.website.serving
 (hashed assets immutable for a year, everything else revalidated), an ETag with 304 answers, and
 gzip when the client accepts it. /api/<path> goes to <api>/<path>: the /api prefix is removed as
 API Gateway's stage does, query string and conditional headers pass through, and status, headers
@@ -23,11 +23,7 @@ import threading
 import urllib.parse
 from typing import Any
 
-PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if PROJECT_DIR not in sys.path:  # `python -m tools.edge` from another folder must still find build_site
-    sys.path.insert(0, PROJECT_DIR)
-
-from build_site import SECURITY_HEADERS, cache_control_for, content_type_for  # noqa: E402
+from chalice_app.website.serving import SECURITY_HEADERS, cache_control_for, content_type_for
 
 HOST = "127.0.0.1"
 # CloudFront compresses objects from 1,000 bytes to 10 MB, and only types that benefit.

@@ -83,7 +83,7 @@ def summarize(path: str, report: dict[str, Any]) -> Score:
 
 def start_stack(count: int, days: int, workdir: str) -> tuple[Any, subprocess.Popen, str, float]:
     """moto + sample batches + chalice local, and the site built from them: (moto, api, site, build s)."""
-    from chalice_app.stage_config import stage_environment
+    from chalice_app.config.stage_file import stage_environment
 
     moto, endpoint = devstack.start_moto(0)
     devstack.seed(endpoint, stage_environment("local")["PREDICTIONS_BUCKET"], days, count, END_DATE)

@@ -38,8 +38,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if PROJECT_DIR not in sys.path:  # `python -m tools.load` from elsewhere must still find chalice_app
-    sys.path.insert(0, PROJECT_DIR)
 
 LOOPBACK = "127.0.0.1"
 BUCKET = "predictions-local"  # the local stage's bucket; the stack this tool starts is that stage's

@@ -19,8 +19,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if PROJECT_DIR not in sys.path:  # `python -m tools.openapi` from elsewhere must still find app.py
-    sys.path.insert(0, PROJECT_DIR)
 
 DOCUMENT_PATH = os.path.join(PROJECT_DIR, "openapi.json")
 OPENAPI_VERSION = "3.1.0"
@@ -35,9 +33,9 @@ def _ref(kind: str, name: str) -> dict[str, str]:
 
 
 def _components() -> dict[str, Any]:
-    from chalice_app import routes
+    from chalice_app.api import routes
+    from chalice_app.api.cursor import MAX_CURSOR_LENGTH
     from chalice_app.contract import DATE_PATTERN, ID_PATTERN
-    from chalice_app.cursor import MAX_CURSOR_LENGTH
 
     date = f"^{DATE_PATTERN.pattern}$"
     ident = f"^{ID_PATTERN.pattern}$"

@@ -7,9 +7,9 @@ import secrets
 import threading
 import time
 
+from chalice_app.config.settings import Settings, SettingsError, load_settings
 from chalice_app.logs import log_event
-from chalice_app.settings import Settings, SettingsError, load_settings
-from chalice_app.store import PredictionStore
+from chalice_app.store.cache import PredictionStore
 
 # Import time of this module is the container's init time, near enough for the cold flag.
 INIT_STARTED = time.monotonic()
@@ -32,7 +32,7 @@ def _load_settings(env: dict) -> Settings:
     path = env.get("CONFIG_SSM_PATH", "").strip()
     if not path:
         return load_settings(env)
-    from chalice_app.ssm_settings import make_ssm_client, read_parameters
+    from chalice_app.config.parameter_store import make_ssm_client, read_parameters
 
     defaults = Settings()
     stored = read_parameters(make_ssm_client(defaults.s3_connect_timeout, defaults.s3_read_timeout), path)
@@ -52,8 +52,8 @@ def store() -> PredictionStore:
         with _lock:
             current = _state["store"]
             if current is None:
-                from chalice_app.s3 import make_s3_client
-                from chalice_app.sources import S3Source
+                from chalice_app.aws_clients import make_s3_client
+                from chalice_app.store.sources import S3Source
 
                 cfg = settings()
                 current = _state["store"] = PredictionStore(

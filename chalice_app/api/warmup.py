@@ -72,10 +72,10 @@ def handle(marker: dict, *, cold: bool, started: float | None = None) -> Any:
     503 when S3 could not be read or the stage has no bucket, so the warmer counts a failure.
     """
     # Imported here: the warmer's Lambda imports this module and must not pull in the store.
-    from chalice_app import container
+    from chalice_app.api import container
     from chalice_app.jsontext import encode
     from chalice_app.logs import log_event
-    from chalice_app.store import BatchNotFound, StoreUnavailable
+    from chalice_app.store.cache import BatchNotFound, StoreUnavailable
 
     started = time.monotonic() if started is None else started
     report: dict[str, Any] = {"warmup": True, "cold": cold, "container": container.container_id(),
@@ -111,6 +111,6 @@ def handle(marker: dict, *, cold: bool, started: float | None = None) -> Any:
 def _response(status: int, body: str) -> Any:
     from chalice import Response
 
-    from chalice_app.responses import BASE_HEADERS
+    from chalice_app.api.responses import BASE_HEADERS
 
     return Response(body=body, status_code=status, headers={**BASE_HEADERS, "Cache-Control": "no-store"})

@@ -1,6 +1,6 @@
 """Deterministic sample data: a grocer's next-day demand forecast per product.
 
-    python -m chalice_app.sample --days 7 --count 200 [--stage S | --bucket B | --out DIR]
+    python -m chalice_app.publishing.sample --days 7 --count 200 [--stage S | --bucket B | --out DIR]
 
 Uploads go through the publish code path (validation, verify, pointer), so the sample bucket is
 exactly what a real model job would produce. The same date and count always give the same batch.
@@ -17,7 +17,7 @@ import sys
 from typing import Any
 
 from chalice_app.contract import DEFAULT_PREFIX, batch_key, normalize_prefix, pointer_key
-from chalice_app.publish import PublishError, encode_document, make_client, publish_document, resolve_target
+from chalice_app.publishing.publish import PublishError, encode_document, make_client, publish_document, resolve_target
 
 MODEL = {"name": "demand-forecast", "version": "3.2.0"}
 FIELDS = [
@@ -85,7 +85,7 @@ def write_folder(root: str, prefix: str, docs: list[dict]) -> None:
 
 
 def main(argv: list[str] | None = None, client: Any = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m chalice_app.sample",
+    p = argparse.ArgumentParser(prog="python -m chalice_app.publishing.sample",
                                 description="Write N days of deterministic sample predictions "
                                             "(a grocer's next-day demand forecast) through the publish path.")
     p.add_argument("--days", type=int, default=7, help="how many days, ending at --end-date (default 7)")

@@ -1,6 +1,6 @@
 """The model job's side of the S3 contract: validate, upload, verify, then move the pointer.
 
-    python -m chalice_app.publish FILE --date YYYY-MM-DD [--stage S | --bucket B] ...
+    python -m chalice_app.publishing.publish FILE --date YYYY-MM-DD [--stage S | --bucket B] ...
 
 Exit codes: 0 published (or dry run ok), 2 bad input (nothing uploaded), 1 AWS error.
 Not imported by the API: this module may use boto3, which the model job has anyway.
@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from chalice_app.batch_input import InputError, RowError, read_batch_input, validate_rows
+from chalice_app.aws_clients import error_code
 from chalice_app.contract import (
     DEFAULT_PREFIX,
     batch_key,
@@ -27,7 +27,7 @@ from chalice_app.contract import (
     normalize_prefix,
     pointer_key,
 )
-from chalice_app.sources import error_code
+from chalice_app.publishing.batch_input import InputError, RowError, read_batch_input, validate_rows
 
 GZIP_THRESHOLD_BYTES = 64 * 1024
 POINTER_ATTEMPTS = 5
@@ -150,7 +150,7 @@ def publish_document(client: Any, bucket: str, prefix: str, doc: dict, *, force:
 
 
 def _verify(client: Any, bucket: str, key: str, raw: bytes) -> None:
-    from chalice_app.sources import decode_body
+    from chalice_app.store.sources import decode_body
 
     response = client.get_object(Bucket=bucket, Key=key)
     stored = decode_body(response["Body"].read(), response.get("ContentEncoding"))
@@ -247,7 +247,7 @@ def resolve_target(stage: str | None, bucket: str | None, prefix: str | None) ->
     """Bucket and prefix from --bucket/--prefix, else from the stage's config."""
     if bucket:
         return bucket, normalize_prefix(prefix if prefix is not None else DEFAULT_PREFIX)
-    from chalice_app.stage_config import stage_environment
+    from chalice_app.config.stage_file import stage_environment
 
     env = stage_environment(stage or "local")
     if not env.get("PREDICTIONS_BUCKET"):
@@ -264,11 +264,11 @@ def make_client() -> Any:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m chalice_app.publish",
+        prog="python -m chalice_app.publishing.publish",
         description="Publish one day's predictions to the bucket (the S3 contract v1): validate every "
                     "row, upload the batch, read it back, then move latest.json if this date is the newest.",
         epilog="Exit codes: 0 published, 2 bad input (nothing uploaded), 1 AWS error. "
-               "Example: python -m chalice_app.publish preds.csv --date 2026-11-23 --stage dev "
+               "Example: python -m chalice_app.publishing.publish preds.csv --date 2026-11-23 --stage dev "
                "--model-name demand-forecast --model-version 3.2.0",
     )
     p.add_argument("file", help="the batch: a batch document or bare list (.json), JSON Lines "

@@ -1,4 +1,4 @@
-"""Prewarm after a deploy: `python -m chalice_app.warm --stage S` runs the stage's warmer once.
+"""Prewarm after a deploy: `python -m chalice_app.warming.prewarm --stage S` runs the stage's warmer once.
 
 It invokes the deployed warmer function ({app_name}-{stage}-warmer, as `chalice deploy` names
 it), which warms the API exactly as the schedule does, and prints the warmer's summary.
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from chalice_app.stage_config import CONFIG_PATH, StageError, load_config, stage_environment
-from chalice_app.warmer import WARMER_NAME, WarmerConfigError, schedule_minutes
+from chalice_app.config.stage_file import CONFIG_PATH, StageError, load_config, stage_environment
+from chalice_app.warming.scheduled import WARMER_NAME, WarmerConfigError, schedule_minutes
 
 INVOKE_READ_TIMEOUT = 60  # the warmer's own lambda_timeout is 30 s
 
@@ -46,7 +46,7 @@ def scheduled_event(region: str | None) -> dict:
     """What EventBridge sends a scheduled function: Chalice's CloudWatchEvent needs every key."""
     return {"version": "0", "id": "prewarm", "detail-type": "Scheduled Event", "source": "predictions.warm",
             "account": "", "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "region": region or "", "resources": [], "detail": {"trigger": "chalice_app.warm"}}
+            "region": region or "", "resources": [], "detail": {"trigger": "chalice_app.warming.prewarm"}}
 
 
 def make_client(region: str | None) -> Any:
@@ -109,7 +109,7 @@ def describe(summary: dict) -> str:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m chalice_app.warm",
+        prog="python -m chalice_app.warming.prewarm",
         description="Run a deployed stage's warmer once (right after `chalice deploy`) and print its summary: "
                     "how many API containers it invoked, how many were cold, how many failed.",
         epilog="Exit codes: 0 all warm-ups succeeded, 1 AWS error or a failed warm-up, 2 usage or configuration.")

@@ -18,10 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from chalice_app.batch import Batch, BatchContractError
 from chalice_app.contract import batch_key, is_valid_date, pointer_key
 from chalice_app.logs import log_event
-from chalice_app.sources import CorruptObject, Fetched, NotFound, Source, SourceUnavailable
+from chalice_app.store.batch import Batch, BatchContractError
+from chalice_app.store.sources import CorruptObject, Fetched, NotFound, Source, SourceUnavailable
 
 T = TypeVar("T")
 

@@ -1,6 +1,6 @@
 """`make deploy STAGE=S`: the API, the prewarm, then the site — stopping at the first failure.
 
-    python -m tools.deploy --stage dev [--dry-run]
+    python -m deploy.stage --stage dev [--dry-run]
 """
 
 from __future__ import annotations
@@ -18,14 +18,21 @@ PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def steps(stage: str, python: str = sys.executable, warmer_enabled: bool | None = None) -> list[tuple[str, list[str]]]:
     chalice = os.path.join(os.path.dirname(python), "chalice")
     if warmer_enabled is None:
-        from chalice_app.stage_config import stage_environment
+        from chalice_app.config.stage_file import stage_environment
 
         warmer_enabled = stage_environment(stage).get("WARMER_ENABLED", "false").lower() == "true"
     plan = [("deploy the API and the warmer", [chalice, "deploy", "--stage", stage])]
     if warmer_enabled:  # a stage without a warmer has nothing to prewarm with
-        plan.append(("prewarm the API", [python, "-m", "chalice_app.warm", "--stage", stage]))
+        plan.append(("prewarm the API", [python, "-m", "chalice_app.warming.prewarm", "--stage", stage]))
     plan.append(("build and publish the site", [python, "build_site.py", "--stage", stage, "--publish"]))
     return plan
+
+
+def remove_bytecode() -> None:
+    """vendor/chalice_app is a symlink: bytecode caches beside the sources would ship in the zip."""
+    for folder, subfolders, _ in os.walk(os.path.join(PROJECT_DIR, "chalice_app")):
+        if "__pycache__" in subfolders:
+            shutil.rmtree(os.path.join(folder, "__pycache__"), ignore_errors=True)
 
 
 Runner = Callable[[Sequence[str]], int]
@@ -37,8 +44,7 @@ def _run(command: Sequence[str]) -> int:
 
 def deploy(stage: str, run: Runner = _run, say: Callable[[str], None] = print) -> int:
     plan = steps(stage)
-    # vendor/chalice_app is a symlink: stale bytecode beside the sources would ship in the zip.
-    shutil.rmtree(os.path.join(PROJECT_DIR, "chalice_app", "__pycache__"), ignore_errors=True)
+    remove_bytecode()
     for number, (what, command) in enumerate(plan, 1):
         shown = " ".join([os.path.basename(command[0]), *command[1:]])
         say(f"[{number}/{len(plan)}] {what}: {shown}")
@@ -52,7 +58,7 @@ def deploy(stage: str, run: Runner = _run, say: Callable[[str], None] = print) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tools.deploy",
+    p = argparse.ArgumentParser(prog="python -m deploy.stage",
                                 description="Deploy a stage: chalice deploy, prewarm, build and publish the site.")
     p.add_argument("--stage", required=True, help="a stage of .chalice/config.json (dev, prod)")
     p.add_argument("--dry-run", action="store_true", help="print the steps without running them")

@@ -13,6 +13,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from chalice_app.aws_clients import error_code
 from chalice_app.contract import BATCH_FILE, is_valid_date
 
 
@@ -70,12 +71,6 @@ def _gunzip(raw: bytes) -> bytes:
         # More after the first member (concatenated gzip files): the gzip module's rules apply.
         return gzip.decompress(raw)
     return data
-
-
-def error_code(exc: Exception) -> str:
-    """The AWS error code of a botocore ClientError ('NoSuchKey', '304', ...); '' for anything else."""
-    response = getattr(exc, "response", None) or {}
-    return str(response.get("Error", {}).get("Code", ""))
 
 
 class S3Source:

@@ -9,19 +9,19 @@ from http import HTTPStatus
 
 from chalice import Chalice, Response
 
-from chalice_app import __version__, container, metrics, warmer, warmup
+from chalice_app import __version__, metrics
+from chalice_app.api import container, warmup
+from chalice_app.api.cursor import Cursor, CursorError
+from chalice_app.api.limits import DEFAULT_LIMIT, MAX_LIMIT, MAX_Q_LENGTH
+from chalice_app.api.responses import ApiError, body_response, error_response, json_response
 from chalice_app.contract import ID_PATTERN, is_valid_date
-from chalice_app.cursor import Cursor, CursorError
 from chalice_app.jsontext import encode
 from chalice_app.logs import log_event
-from chalice_app.responses import ApiError, body_response, error_response, json_response
-from chalice_app.store import Answer, BatchNotFound, StoreUnavailable
+from chalice_app.store.cache import Answer, BatchNotFound, StoreUnavailable
+from chalice_app.warming import scheduled as warmer
 
 app = Chalice(app_name="predictions")
 
-DEFAULT_LIMIT = 50
-MAX_LIMIT = 500
-MAX_Q_LENGTH = 200
 PAGE_PARAMS = ("limit", "cursor", "sort", "order", "q")
 STALE_HEADER = "X-Predictions-Stale"
 # A GET has no body, so its Content-Type must not matter: Chalice's default (JSON only) would
@@ -127,7 +127,7 @@ def _in_api_shape(response: Response) -> Response:
 
 @app.middleware("http")
 def _warm_up(event, get_response) -> Response:  # noqa: ANN001 - Chalice middleware
-    """Answer the warmer's events (see chalice_app.warmup); registered after _count_invocations,
+    """Answer the warmer's events (see chalice_app.api.warmup); registered after _count_invocations,
     so a warm-up is counted, cold-flagged and measured like any request."""
     marker = warmup.marker_of(event)
     if marker is not None:
@@ -248,6 +248,6 @@ def get_prediction(date: str, pid: str) -> Response:
 
 
 # The warmer's scheduled function lives on a blueprint so that its Lambda handler is
-# chalice_app.warmer.warm_api (app.py stays a few lines); registered only when the stage turns it on.
+# chalice_app.warming.scheduled.warm_api (app.py stays a few lines); registered only when the stage turns it on.
 app.register_blueprint(warmer.blueprint)
 container.mark_ready()

@@ -13,8 +13,15 @@ import functools
 import os
 from typing import Any
 
+from chalice_app.config.settings import Settings
 from chalice_app.logs import log_event
-from chalice_app.settings import Settings
+
+
+def error_code(exc: Exception) -> str:
+    """The AWS error code of a botocore ClientError ('NoSuchKey', '304', ...); '' for anything else."""
+    response = getattr(exc, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
+
 
 # Every service this app makes a client for; the lean loader knows no other.
 SERVICES = ("s3", "ssm")

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from chalice_app.config.settings import ENV_VARS
 from chalice_app.logs import log_event
-from chalice_app.settings import ENV_VARS
 
 
 def normalize_path(path: str) -> str:
@@ -49,7 +49,7 @@ def read_parameters(client: Any, path: str) -> dict[str, str]:
 def make_ssm_client(connect_timeout: float, read_timeout: float) -> Any:
     from botocore.config import Config
 
-    from chalice_app.s3 import make_client
+    from chalice_app.aws_clients import make_client
 
     config = Config(connect_timeout=connect_timeout, read_timeout=read_timeout,
                     retries={"total_max_attempts": 2, "mode": "standard"})

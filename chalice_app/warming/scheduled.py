@@ -1,7 +1,7 @@
 """The warmer: a scheduled Lambda that invokes the API function N times at once.
 
 A scheduled function alone warms nothing (it is a Lambda of its own), so it calls the API
-function with N concurrent warm-up events (chalice_app.warmup), and logs one summary line that
+function with N concurrent warm-up events (chalice_app.api.warmup), and logs one summary line that
 is also an EMF record. See README "Keeping the API warm".
 
 Per stage, in .chalice/config.json:
@@ -29,7 +29,8 @@ from typing import Any
 
 from chalice import Blueprint, Rate
 
-from chalice_app import metrics, warmup
+from chalice_app import metrics
+from chalice_app.api import warmup
 
 WARMER_NAME = "warmer"  # Chalice deploys it as {app_name}-{stage}-warmer
 HOLD_MS = 150  # long enough for N threads to reach Lambda, short enough to cost ~nothing
@@ -152,7 +153,7 @@ def invoke_all(client: Any, target: str, concurrency: int, *, hold_ms: int | Non
 
 
 def make_lambda_client(concurrency: int) -> Any:
-    # botocore directly, like chalice_app.s3: boto3's extra layer costs init time and buys nothing here.
+    # botocore directly, like chalice_app.aws_clients: boto3's extra layer costs init time and buys nothing here.
     import botocore.session
     from botocore.config import Config
 
@@ -186,13 +187,13 @@ blueprint = Blueprint(__name__)
 
 
 def warm_api(event: Any) -> dict:
-    """The scheduled function (also what `python -m chalice_app.warm` invokes)."""
+    """The scheduled function (also what `python -m chalice_app.warming.prewarm` invokes)."""
     return run()
 
 
 _RATE = schedule_minutes(os.environ)
 if _RATE is not None:
-    # Rebinding the name matters: Chalice points the Lambda handler at `chalice_app.warmer.warm_api`,
+    # Rebinding the name matters: Chalice points the Lambda handler at `chalice_app.warming.scheduled.warm_api`,
     # which must be the wrapped handler taking (event, context).
     warm_api = blueprint.schedule(Rate(_RATE, unit=Rate.MINUTES), name=WARMER_NAME,
-                                  description="Keeps the API function warm (chalice_app.warmer)")(warm_api)
+                                  description="Keeps the API function warm (chalice_app.warming.scheduled)")(warm_api)

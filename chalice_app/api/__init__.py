@@ -1,0 +1,1 @@
+"""The HTTP API: Chalice routes, responses, cursors, per-container state and warm-up answers."""

@@ -1,0 +1,223 @@
+"""The site renderer: every page of the site from the store's batches, as path -> bytes.
+
+No disk writes, no AWS calls of its own and no command line: `build_site.py` and the deploy call
+it. The output is deterministic: the same batches give byte-identical files, so a publish step
+can upload only what changed. Asset names carry a content hash and may be cached for a year;
+HTML is revalidated on every visit.
+
+Layout of the output (plain file names, so S3 behind CloudFront needs no URL rewriting):
+    index.html                 the latest batch (the only page that asks the API for a newer one)
+    d/<date>.html              one page per recent date
+    d/<date>/page-<n>.html     rows beyond the first page, for readers without JavaScript
+    docs/api.html              the API's routes with curl examples (not under /api/: that is the API)
+    404.html                   served with status 404 by the edge / CloudFront
+    assets/<name>.<hash>.<ext> CSS, JS, favicon
+    manifest.json              every file with its hash, size, Content-Type and Cache-Control
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import jinja2
+
+from chalice_app.api.limits import DEFAULT_LIMIT, MAX_LIMIT, MAX_Q_LENGTH
+from chalice_app.store.batch import Batch
+from chalice_app.store.cache import BatchNotFound, PredictionStore, StoreUnavailable
+from chalice_app.website.chart import chart_of
+from chalice_app.website.serving import SECURITY_HEADERS, cache_control_for, content_type_for
+from chalice_app.website.view import (
+    DEFAULT_DAYS,
+    PAGE_ROWS,
+    batch_summary,
+    cell_text,
+    columns_of,
+    date_nav,
+    date_url,
+    embedded_data,
+    pager,
+    thousands,
+)
+
+# The templates and static files of the site (the repository's site/ folder).
+SITE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "site")
+API_BASE = "/api"  # same origin: CloudFront and the local edge route /api/* to the API
+API_PAGE = "/docs/api.html"
+ASSETS = ("site.css", "site.js", "favicon.svg")
+
+
+class BuildError(Exception):
+    """The site cannot be built; the message is the one line the user sees."""
+
+
+Progress = Callable[[str], None]
+
+
+def quiet(_: str) -> None:
+    pass
+
+
+class Renderer:
+    """The Jinja environment of one site folder, with the asset URLs of this build."""
+
+    def __init__(self, site_dir: str, asset_urls: dict[str, str]) -> None:
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(os.path.join(site_dir, "templates")),
+            autoescape=True,  # every page is HTML: a label "<script>" must print as text
+            undefined=jinja2.StrictUndefined,  # a typo in a template fails the build, not the page
+            trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+        )
+        self.env.filters["thousands"] = thousands
+        self.env.globals.update(asset=asset_urls.__getitem__, api_page=API_PAGE, api_base=API_BASE)
+
+    def page(self, template: str, **context: Any) -> bytes:
+        try:
+            return self.env.get_template(template).render(**context).encode("utf-8")
+        except jinja2.TemplateError as exc:
+            raise BuildError(f"template {_template_location(exc, template)}: {exc}") from None
+
+
+def _template_location(exc: jinja2.TemplateError, name: str) -> str:
+    """'site/templates/x.html line 12' from the exception or, at render time, its traceback."""
+    if isinstance(exc, jinja2.TemplateSyntaxError) and exc.lineno:
+        return f"{_shown_path(exc.filename or exc.name or name)} line {exc.lineno}"
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.endswith(".html")]
+    if frames:
+        return f"{_shown_path(frames[-1].filename)} line {frames[-1].lineno}"
+    return name
+
+
+def _shown_path(path: str) -> str:
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
+
+
+def batch_pages(renderer: Renderer, batch: Batch, nav_dates: list[str], latest: str,
+                is_latest_page: bool) -> dict[str, bytes]:
+    """The first page of a batch (index.html or d/<date>.html) and, for date pages, the rest."""
+    columns = columns_of(batch)
+    summary = batch_summary(batch)
+    first_url = "/" if is_latest_page else date_url(batch.date)
+    common = {"batch": summary, "columns": columns, **date_nav(nav_dates, batch.date, latest)}
+    description = (f"{summary['total']:,} predictions of {summary['model']} for {batch.date}, "
+                   f"generated {summary['generated_display']}.")
+    pages: dict[str, bytes] = {}
+    numbers = [1] if is_latest_page else range(1, pager(batch.date, 1, len(batch), first_url)["count"] + 1)
+    for number in numbers:
+        rows = batch.items[(number - 1) * PAGE_ROWS : number * PAGE_ROWS]
+        first = number == 1
+        suffix = "" if first else f", page {number}"
+        html = renderer.page(
+            "batch.html", **common,
+            title=(f"Latest predictions ({batch.date})" if is_latest_page else f"Predictions for {batch.date}")
+            + suffix,
+            description=description, section="latest" if is_latest_page else "date",
+            script=first, refresh=is_latest_page,
+            pager=pager(batch.date, number, len(batch), first_url),
+            rows=[[cell_text(item.get(c.name)) for c in columns] for item in rows],
+            chart=chart_of(batch) if first else None,
+            data_json=embedded_data(batch, columns) if first else None,
+        )
+        path = "index.html" if is_latest_page else date_url(batch.date, number).lstrip("/")
+        pages[path] = html
+    return pages
+
+
+def api_page(renderer: Renderer, latest: Batch) -> bytes:
+    numeric = [c.name for c in columns_of(latest) if c.numeric]
+    example = {"date": latest.date, "id": latest.items[0]["id"] if latest.items else "ID",
+               "sort": "value" if "value" in latest.field_names else (numeric or ["id"])[0]}
+    return renderer.page(
+        "api.html", title="Predictions API", section="api", script=False,
+        description="Routes, parameters and curl examples of the read-only JSON predictions API.",
+        limits={"min": 1, "max": MAX_LIMIT, "default": DEFAULT_LIMIT, "q": MAX_Q_LENGTH},
+        field_names=sorted(latest.field_names), example=example,
+    )
+
+
+def hashed_assets(site_dir: str) -> dict[str, tuple[str, bytes]]:
+    """logical name -> (path in the build, bytes); the name changes whenever the bytes do."""
+    out = {}
+    for name in ASSETS:
+        with open(os.path.join(site_dir, "static", name), "rb") as fh:
+            body = fh.read()
+        stem, ext = os.path.splitext(name)
+        digest = hashlib.sha256(body).hexdigest()[:12]
+        out[name] = (f"assets/{stem}.{digest}{ext}", body)
+    return out
+
+
+def manifest(files: dict[str, bytes], assets: dict[str, str], latest: str, dates: list[str]) -> bytes:
+    entries = {
+        path: {"bytes": len(body), "sha256": hashlib.sha256(body).hexdigest(),
+               "content_type": content_type_for(path), "cache_control": cache_control_for(path)}
+        for path, body in sorted(files.items())
+    }
+    doc = {"version": 1, "latest": latest, "dates": dates, "assets": assets, "files": entries,
+           "headers": SECURITY_HEADERS}
+    return (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode("utf-8")
+
+
+def select_dates(store: PredictionStore, latest: str, days: int) -> list[str]:
+    """The `days` newest dates up to the latest one, newest first.
+
+    A dated batch newer than the pointer may still be in the middle of being published (the
+    pointer moves only after it is verified), so the site never shows it before the API does.
+    """
+    listed = [d for d in store.dates().value if d <= latest]
+    if latest not in listed:
+        listed = sorted([*listed, latest], reverse=True)
+    return listed[:days]
+
+
+def render_site(store: PredictionStore, days: int = DEFAULT_DAYS, *, site_dir: str = SITE_DIR,
+                progress: Progress = quiet) -> dict[str, bytes]:
+    """Every file of the site, path -> bytes, without touching the disk."""
+    if days < 1:
+        raise BuildError("--days must be at least 1")
+    try:
+        latest = store.resolve("latest").value
+        dates = select_dates(store, latest.date, days)
+    except BatchNotFound:
+        raise BuildError(f"no batch has been published under {_where(store)}") from None
+    except StoreUnavailable as exc:
+        raise BuildError(f"cannot read {_where(store)}: {exc}") from None
+    progress(f"latest batch {latest.date}: {len(latest):,} predictions; pages for {len(dates)} dates")
+    try:
+        assets = hashed_assets(site_dir)
+    except OSError as exc:
+        raise BuildError(f"cannot read the site's static files: {exc}") from None
+    renderer = Renderer(site_dir, {name: "/" + path for name, (path, _) in assets.items()})
+    files = {path: body for path, body in assets.values()}
+    files.update(batch_pages(renderer, latest, dates, latest.date, is_latest_page=True))
+    for n, date in enumerate(dates, 1):
+        batch = latest if date == latest.date else _read(store, date)
+        pages = batch_pages(renderer, batch, dates, latest.date, is_latest_page=False)
+        files.update(pages)
+        progress(f"[{n}/{len(dates)}] {date}: {len(batch):,} predictions, {len(pages)} pages")
+    files[API_PAGE.lstrip("/")] = api_page(renderer, latest)
+    files["404.html"] = renderer.page("404.html", title="Page not found", section="", script=False,
+                                      description="There is no page at this address.", latest=latest.date,
+                                      days=len(dates))
+    files["manifest.json"] = manifest(files, {k: v[0] for k, v in assets.items()}, latest.date, dates)
+    return files
+
+
+def _read(store: PredictionStore, date: str) -> Batch:
+    try:
+        return store.batch(date).value
+    except (BatchNotFound, StoreUnavailable) as exc:
+        raise BuildError(f"cannot read the batch of {date} from {_where(store)}: {exc}") from None
+
+
+def _where(store: PredictionStore) -> str:
+    source = store.source
+    root = getattr(source, "bucket", None)
+    if root is not None:
+        return f"s3://{root}/{store.prefix}"
+    return os.path.join(getattr(source, "root", "?"), store.prefix)
