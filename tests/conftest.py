@@ -11,10 +11,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-BUCKET = "predictions-local"  # the local stage's bucket in .chalice/config.json
-PREFIX = "predictions/"
+from helpers import BUCKET, PREFIX, PROJECT_DIR, make_doc
 
 
 @pytest.fixture(autouse=True)
@@ -39,6 +36,15 @@ def fresh_container() -> Iterator[None]:
 
 
 @pytest.fixture
+def local_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment `chalice local --stage local` gives the app, from .chalice/config.json."""
+    from chalice_app.config.stage_file import stage_environment
+
+    for name, value in stage_environment("local").items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.fixture
 def s3() -> Iterator[object]:
     from moto import mock_aws
 
@@ -48,13 +54,6 @@ def s3() -> Iterator[object]:
         client = boto3.client("s3", region_name="us-east-1")
         client.create_bucket(Bucket=BUCKET)
         yield client
-
-
-def make_doc(date: str, rows: list[dict] | None = None, n: int = 5) -> dict:
-    if rows is None:
-        rows = [{"id": f"sku-{i:03d}", "label": f"Item {i}", "value": float(i)} for i in range(n)]
-    return {"date": date, "generated_at": f"{date}T04:00:00Z",
-            "model": {"name": "demand-forecast", "version": "3.2.0"}, "predictions": rows}
 
 
 @pytest.fixture(scope="module")
@@ -103,10 +102,6 @@ def api(s3: object) -> Iterator[object]:
 
     with Client(app, stage_name="local", project_dir=PROJECT_DIR) as client:
         yield client.http
-
-
-def body(response: object) -> dict:
-    return json.loads(response.body)
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from apigw import proxy_event
-from conftest import PREFIX, PROJECT_DIR
 
 from app import app
 from chalice_app.api import container
@@ -29,6 +28,8 @@ from chalice_app.publishing.publish import PublishError, publish_document
 from chalice_app.store.cache import PredictionStore
 from chalice_app.store.sources import S3Source
 from tools import devstack
+
+from helpers import PREFIX, PROJECT_DIR
 
 pytestmark = pytest.mark.slow
 

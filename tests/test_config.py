@@ -7,10 +7,11 @@ import json
 import os
 
 import pytest
-from conftest import PROJECT_DIR
 
 from chalice_app.config.settings import SettingsError, load_settings
 from chalice_app.config.stage_file import StageError, load_config, stage_environment
+
+from helpers import PROJECT_DIR
 
 CONFIG = load_config()
 STAGES = ("local", "dev", "prod")

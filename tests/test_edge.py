@@ -14,9 +14,10 @@ from collections.abc import Iterator
 from typing import ClassVar
 
 import pytest
-from site_conftest_helpers import build_folder, read, sample_docs, write_source
 
 from tools.edge import EdgeServer, start_in_thread
+
+from site_helpers import build_folder, read, sample_docs, write_source
 
 STUB_ETAG = '"v1"'
 

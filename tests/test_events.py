@@ -17,14 +17,6 @@ ALLOWED_KEY = re.compile(r"predictions/(latest\.json|\d{4}-\d{2}-\d{2}/predictio
 
 
 @pytest.fixture
-def local_env(monkeypatch):
-    from chalice_app.config.stage_file import stage_environment
-
-    for name, value in stage_environment("local").items():
-        monkeypatch.setenv(name, value)
-
-
-@pytest.fixture
 def requested_keys(s3, put_batch, local_env):
     """Every S3 key (or list prefix) the API's own client is asked for."""
     put_batch("2026-11-23")

@@ -24,13 +24,14 @@ import pytest
 from apigw import proxy_event
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ConnectionClosedError, ConnectTimeoutError, ReadTimeoutError
-from conftest import BUCKET, PREFIX, make_doc
 from urllib3.exceptions import ProtocolError
 
 from app import app
 from chalice_app.api import container
 from chalice_app.config.settings import Settings
 from chalice_app.store.cache import FAULT_BACKOFF_SECONDS
+
+from helpers import BUCKET, PREFIX, make_doc
 
 DATE = "2026-11-23"
 KEY = f"{PREFIX}{DATE}/predictions.json"

@@ -15,7 +15,6 @@ import re
 import pytest
 from apigw import proxy_event
 from botocore.awsrequest import AWSResponse
-from conftest import BUCKET, PREFIX, make_doc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -23,6 +22,8 @@ from app import app
 from chalice_app.api import container
 from chalice_app.api.routes import PAGE_PARAMS
 from chalice_app.config.settings import load_settings
+
+from helpers import BUCKET, PREFIX, make_doc
 
 # [0-9], not \d: \d would also accept the Arabic-Indic and fullwidth digits this file sends.
 ALLOWED_KEY = re.compile(r"predictions/(latest\.json|[0-9]{4}-[0-9]{2}-[0-9]{2}/predictions\.json)")
@@ -108,14 +109,6 @@ def bucket(module_s3):
 @pytest.fixture(autouse=True)
 def _one_botocore_session(shared_botocore_session):
     """Every test is a new container; see conftest's shared_botocore_session."""
-
-
-@pytest.fixture
-def local_env(monkeypatch):
-    from chalice_app.config.stage_file import stage_environment
-
-    for name, value in stage_environment("local").items():
-        monkeypatch.setenv(name, value)
 
 
 @pytest.fixture

@@ -8,9 +8,10 @@ import sys
 import urllib.request
 
 import pytest
-from conftest import BUCKET, PROJECT_DIR
 
 from tools import devstack
+
+from helpers import BUCKET, PROJECT_DIR
 
 pytestmark = pytest.mark.slow
 

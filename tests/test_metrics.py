@@ -6,9 +6,10 @@ import json
 import os
 
 import pytest
-from conftest import PROJECT_DIR
 
 from chalice_app import metrics
+
+from helpers import PROJECT_DIR
 
 UNITS = {"Count", "Milliseconds", "Seconds", "Bytes", "None", "Percent"}
 

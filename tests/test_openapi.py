@@ -6,12 +6,13 @@ import json
 import os
 
 import pytest
-from conftest import PROJECT_DIR
 
 from app import app
 from chalice_app.api import routes
 from chalice_app.contract import ID_PATTERN
 from tools import openapi
+
+from helpers import PROJECT_DIR
 
 DOCUMENT = os.path.join(PROJECT_DIR, "openapi.json")
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}

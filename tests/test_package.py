@@ -10,9 +10,10 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import PROJECT_DIR
 
 from deploy.stage import remove_bytecode
+
+from helpers import PROJECT_DIR
 
 pytestmark = pytest.mark.slow
 

@@ -6,10 +6,11 @@ import gzip
 import json
 
 import pytest
-from conftest import BUCKET, PREFIX, body
 
 from chalice_app.publishing import publish
 from chalice_app.publishing.publish import main
+
+from helpers import BUCKET, PREFIX, body
 
 CSV = "id,label,value,lower,upper\nsku-1,Oat milk 1l,412.5,380,441.2\nsku-2,Butter,,,\nsku-3,Eggs,12,10,14\n"
 
@@ -184,7 +185,7 @@ def test_unknown_stage_is_exit_2(s3, csv_file, capsys):
 
 def test_pointer_never_moves_backwards_when_a_newer_publish_wins_the_race(s3, monkeypatch):
     """An older job reads the pointer, a newer job flips it, the older job must not win."""
-    from tests.conftest import make_doc
+    from helpers import make_doc
 
     publish.publish_document(s3, BUCKET, PREFIX, make_doc("2026-11-21"))
     real_read = publish._read_pointer

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import body
+
+from helpers import body
 
 
 def test_health_reports_version_stage_and_cold_start(api):

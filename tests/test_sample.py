@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from conftest import BUCKET, PREFIX, body
-
 from chalice_app.publishing.batch_input import validate_rows
 from chalice_app.publishing.sample import dates_ending, main, make_batch
+
+from helpers import BUCKET, PREFIX, body
 
 
 def test_same_date_same_batch():

@@ -22,12 +22,13 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page, Route, expect
-from site_conftest_helpers import END_DATE, PREFIX
 
 from chalice_app.publishing.sample import make_batch
 from chalice_app.website import view
 from tools import devstack
 from tools.edge import EdgeServer, start_in_thread
+
+from site_helpers import END_DATE, PREFIX
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

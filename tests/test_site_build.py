@@ -15,7 +15,12 @@ import subprocess
 import sys
 
 import pytest
-from site_conftest_helpers import (
+
+from chalice_app.website import chart, render, view
+from chalice_app.website.build import build, open_store
+from chalice_app.website.render import BuildError
+
+from site_helpers import (
     END_DATE,
     HOSTILE_LABEL,
     PREFIX,
@@ -26,10 +31,6 @@ from site_conftest_helpers import (
     sample_docs,
     write_source,
 )
-
-from chalice_app.website import chart, render, view
-from chalice_app.website.build import build, open_store
-from chalice_app.website.render import BuildError
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COUNT = 250  # three table pages of 100, 100 and 50 rows

@@ -93,7 +93,8 @@ def test_a_bad_parameter_store_value_falls_back_to_the_environment(ssm, monkeypa
 @pytest.mark.parametrize("stage", ["dev", "prod"])
 def test_stage_policy_grants_exactly_its_parameter_path(stage):
     from chalice_app.config.stage_file import stage_environment
-    from tests.conftest import PROJECT_DIR
+
+    from helpers import PROJECT_DIR
 
     path = stage_environment(stage)["CONFIG_SSM_PATH"]
     with open(f"{PROJECT_DIR}/.chalice/policy-{stage}.json") as fh:

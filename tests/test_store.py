@@ -8,13 +8,14 @@ import time
 
 import pytest
 from botocore.awsrequest import AWSResponse
-from conftest import BUCKET, PREFIX, body
 
 from chalice_app.api import container
 from chalice_app.aws_clients import make_s3_client
 from chalice_app.config.settings import Settings
 from chalice_app.store.cache import BatchNotFound, PredictionStore, StoreUnavailable
 from chalice_app.store.sources import S3Source
+
+from helpers import BUCKET, PREFIX, body
 
 
 class Clock:

@@ -20,14 +20,6 @@ from chalice_app.warming import prewarm as warm
 from chalice_app.warming import scheduled as warmer
 
 
-@pytest.fixture
-def local_env(monkeypatch):
-    from chalice_app.config.stage_file import stage_environment
-
-    for name, value in stage_environment("local").items():
-        monkeypatch.setenv(name, value)
-
-
 def payload(answer: object) -> dict:
     return {"StatusCode": 200, "Payload": json.dumps(answer).encode()}
 

@@ -10,9 +10,10 @@ import sys
 import zipfile
 
 import pytest
-from conftest import PROJECT_DIR
 
 from chalice_app.config.stage_file import load_config
+
+from helpers import PROJECT_DIR
 
 CONFIG = load_config()
 CHALICE_DIR = os.path.join(PROJECT_DIR, ".chalice")

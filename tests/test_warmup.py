@@ -13,14 +13,6 @@ from app import app
 from chalice_app.api import container, warmup
 
 
-@pytest.fixture
-def local_env(monkeypatch):
-    from chalice_app.config.stage_file import stage_environment
-
-    for name, value in stage_environment("local").items():
-        monkeypatch.setenv(name, value)
-
-
 class S3Calls:
     """Every S3 operation the API's own client sends; can make them all fail with a status."""
 
