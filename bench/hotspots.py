@@ -23,12 +23,10 @@ from bench.runner import DATE, middle_id
 from bench.s3stack import MotoS3
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
-CHILD = Path(__file__).with_name("child.py")
 
 
 def _app_events() -> tuple:
-    sys.path.insert(0, str(CHILD.parent))
-    import child
+    from bench import child
 
     return child
 
@@ -53,8 +51,8 @@ def warm(route: str, size: int, requests: int = 3000) -> str:
 
 def cold() -> str:
     """pyinstrument in a fresh interpreter around import + the first page."""
-    code = (f"import sys; sys.path.insert(0, {str(CHILD.parent)!r}); from pyinstrument import Profiler; "
-            "p = Profiler(interval=0.0005); p.start(); import child; h = child.load_handler('ours'); "
+    code = ("from pyinstrument import Profiler; "
+            "p = Profiler(interval=0.0005); p.start(); from bench import child; h = child.load_handler('ours'); "
             "child.call(h, child.page_event(), 0); p.stop(); print(p.output_text(unicode=True, color=False))")
     done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(PROJECT_DIR)},
                           capture_output=True, text=True, check=True)

@@ -71,7 +71,6 @@ def test_zip_is_small(package):
 
 HANDLER_PROBE = r"""
 import json, sys
-sys.path[:0] = [sys.argv[1], sys.argv[2]]
 import app
 event = {"resource": "/predictions/{date}", "path": "/predictions/nope", "httpMethod": "GET",
          "headers": {}, "multiValueHeaders": {}, "queryStringParameters": None,
@@ -91,9 +90,10 @@ print(json.dumps(out))
 
 def test_handler_imports_from_the_zip_alone_in_a_fresh_interpreter(unzipped, lambda_runtime):
     env = {"PATH": os.environ["PATH"], "AWS_DEFAULT_REGION": "us-east-1", "PREDICTIONS_BUCKET": "b",
-           "STAGE": "dev"}
-    # -I -S: no cwd, no PYTHONPATH, no site-packages: only the zip and the runtime's libraries.
-    done = subprocess.run([sys.executable, "-I", "-S", "-c", HANDLER_PROBE, str(unzipped), str(lambda_runtime)],
+           "STAGE": "dev", "PYTHONPATH": f"{unzipped}{os.pathsep}{lambda_runtime}"}
+    # As Lambda runs it: the zip (/var/task) and the runtime's libraries on PYTHONPATH; -s -S -P: no
+    # site-packages, no user site, no cwd or script folder.
+    done = subprocess.run([sys.executable, "-s", "-S", "-P", "-c", HANDLER_PROBE],
                           env=env, cwd="/", capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout.strip().splitlines()[-1])

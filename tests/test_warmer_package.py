@@ -110,7 +110,6 @@ def test_the_warmer_role_is_its_own_policy_file_and_the_api_role_gains_nothing(p
 
 PROBE = r"""
 import json, sys
-sys.path[:0] = [sys.argv[1]]
 import app
 api_modules = sorted(m for m in sys.modules if m.split(".")[0] in ("boto3", "botocore"))
 import chalice_app.warming.scheduled as warmer
@@ -123,8 +122,10 @@ print(json.dumps({"api_modules": api_modules, "handler": type(warmer.warm_api)._
 def test_the_packaged_handler_exists_and_the_api_import_stays_lean(packages, tmp_path):
     with zipfile.ZipFile(packages / "prod" / "deployment.zip") as zf:
         zf.extractall(tmp_path)
-    env = {"PATH": os.environ["PATH"], **{k: v for k, v in CONFIG["stages"]["prod"]["environment_variables"].items()}}
-    done = subprocess.run([sys.executable, "-I", "-S", "-c", PROBE, str(tmp_path)], env=env, cwd="/",
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(tmp_path),
+           **{k: v for k, v in CONFIG["stages"]["prod"]["environment_variables"].items()}}
+    # As Lambda runs it: only the zip on PYTHONPATH, no site-packages, no cwd.
+    done = subprocess.run([sys.executable, "-s", "-S", "-P", "-c", PROBE], env=env, cwd="/",
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout.strip().splitlines()[-1])
