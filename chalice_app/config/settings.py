@@ -34,6 +34,14 @@ class Settings:
     s3_max_attempts: int = 2
     retry_after: int = 5
     cors_origin: str = ""
+    # Bounds on what one S3 object of the contract may cost a container (and the publish command):
+    # bytes as stored, bytes once decompressed, and JSON nesting depth. Sized well below the
+    # stage's memory: a parsed batch takes several times its JSON size.
+    max_stored_bytes: int = 32 * 1024 * 1024
+    max_batch_bytes: int = 64 * 1024 * 1024
+    max_json_depth: int = 32
+    # A batch date more than this many days after today (UTC) is refused by the publish command.
+    future_date_days: int = 2
 
 
 # Environment variable -> field. One table so the README, the code and the tests agree.
@@ -51,6 +59,10 @@ ENV_VARS: dict[str, str] = {
     "S3_MAX_ATTEMPTS": "s3_max_attempts",
     "RETRY_AFTER_SECONDS": "retry_after",
     "CORS_ALLOW_ORIGIN": "cors_origin",
+    "MAX_STORED_BYTES": "max_stored_bytes",
+    "MAX_BATCH_BYTES": "max_batch_bytes",
+    "MAX_JSON_DEPTH": "max_json_depth",
+    "FUTURE_DATE_DAYS": "future_date_days",
 }
 
 _TYPES = {f.name: f.type for f in fields(Settings)}
