@@ -12,7 +12,7 @@ STAGE ?= dev
 # would otherwise ship in the Lambda zip.
 export PYTHONPYCACHEPREFIX := $(CURDIR)/build/pycache
 
-.PHONY: help venv chromium test test-fast lint run package deploy-check clean
+.PHONY: help venv chromium test test-fast lint run package deploy-check clean docs
 
 help: ## list the targets
 	@grep -hE '^[a-z][a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -47,6 +47,9 @@ package: venv ## chalice package for STAGE (default dev) into build/package-STAG
 	rm -rf build/package-$(STAGE)
 	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(VENV)/bin/chalice package --stage $(STAGE) build/package-$(STAGE)
 	@ls -l build/package-$(STAGE)/deployment.zip
+
+docs: venv ## copy bench/results/latest.md into docs/performance.md (after make bench; a test fails while stale)
+	$(PY) -m bench.docs
 
 clean: ## remove builds and caches (keeps .venv)
 	rm -rf build .pytest_cache .ruff_cache

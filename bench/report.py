@@ -1,10 +1,10 @@
-"""Summaries of the raw runs, the targets of issue 3, and the tables printed and written."""
+"""Summaries of the raw runs, the performance targets, and the tables printed and written."""
 
 from __future__ import annotations
 
 from bench.stats import median_of, ratio
 
-# The limits of issue 3's targets; each target reads "value <= limit".
+# The limits of the performance targets (docs/performance.md); each target reads "value <= limit".
 COLD_RATIO, WARM_PAGE_RATIO, FLAT_RATIO, LOAD_MS, RSS_MB, ZIP_KB = 0.6, 0.5, 1.25, 1000.0, 300.0, 100.0
 
 

@@ -1,7 +1,7 @@
 """A botocore-free S3 GET (http.client + SigV4 by hand): a probe for the benchmark, not product code.
 
 It measures how much of a cold start botocore is, to back the recommendation in
-README "Performance". It signs a body-less GET the way botocore's S3SigV4Auth does (the smoke test
+docs/performance.md. It signs a body-less GET the way botocore's S3SigV4Auth does (the smoke test
 compares the two) and does none of the rest: no retries, redirects, virtual-host addressing,
 checksums or error parsing.
 """

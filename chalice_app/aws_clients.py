@@ -4,7 +4,7 @@ botocore's defaults (60 s connect and read timeouts, several retries) would outl
 Gateway's 29 s limit; a request that cannot reach S3 must turn into a 503 within a few seconds.
 botocore is used directly: boto3's extra layer costs import time and buys the API nothing.
 Importing botocore and creating its clients are most of a cold start, hence the lean data loader
-below, shared by every client of the container (figures: README "Performance", `make bench`).
+below, shared by every client of the container (figures: docs/performance.md, `make bench`).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Lambda ships stdout to CloudWatch Logs, which extracts the metrics named in `_aws`; the other
 keys stay searchable in Logs Insights. Writing a line costs microseconds, where PutMetricData
-would cost a network round trip per request and an IAM permission. See README "Keeping the API warm", "Metrics".
+would cost a network round trip per request and an IAM permission. See docs/metrics.md.
 """
 
 from __future__ import annotations

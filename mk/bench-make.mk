@@ -1,4 +1,4 @@
-# Benchmarks (README "Performance"): our Chalice handler against Flask inside Lambda
+# Benchmarks (docs/performance.md): our Chalice handler against Flask inside Lambda
 # (serverless-wsgi), same moto S3 server on 127.0.0.1, interleaved runs, medians.
 # Included by the Makefile, which defines VENV, PY and the venv target.
 

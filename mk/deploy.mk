@@ -1,4 +1,4 @@
-# Deployment targets (see README, "Deploy to AWS").
+# Deployment targets (see docs/deploy.md).
 
 STAGES := local dev prod
 

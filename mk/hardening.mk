@@ -1,4 +1,4 @@
-# Hardening (issue 7): the bounded loopback load and the OpenAPI document.
+# Hardening: the bounded loopback load and the OpenAPI document.
 # Included by the Makefile (-include mk/*.mk); uses its VENV, PY and venv target.
 # Everything binds 127.0.0.1, sends a fixed number of requests and stops what it started.
 

@@ -1,5 +1,5 @@
-# The static site (issue 4). Included by the Makefile (`-include mk/*.mk`); uses its VENV, PY,
-# STAGE and the `venv` and `chromium` targets. See README "The website".
+# The static site. Included by the Makefile (`-include mk/*.mk`); uses its VENV, PY,
+# STAGE and the `venv` and `chromium` targets. See docs/website.md.
 
 SITE_SAMPLE_BUCKET := build/sample-bucket
 SITE_SAMPLE := build/site-sample

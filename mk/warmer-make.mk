@@ -1,4 +1,4 @@
-# The warmer (README "Keeping the API warm"): run a deployed stage's warmer once, e.g. right after `chalice deploy`.
+# The warmer (docs/warming.md): run a deployed stage's warmer once, e.g. right after `chalice deploy`.
 # Included by the Makefile, which defines VENV, PY, STAGE and the venv target.
 STAGE ?= dev
 

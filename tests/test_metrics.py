@@ -113,7 +113,7 @@ def test_a_warmup_is_measured_under_its_own_route(s3, put_batch, capsys, monkeyp
 
 
 def test_the_docs_name_every_metric_and_dimension():
-    with open(os.path.join(PROJECT_DIR, "README.md"), encoding="utf-8") as fh:
+    with open(os.path.join(PROJECT_DIR, "docs", "metrics.md"), encoding="utf-8") as fh:
         docs = fh.read()
     names = {"ColdStart", "InitDurationMs", "LatencyMs", "CacheHit", "WarmerInvoked", "WarmerColdHits",
              "WarmerFailures", "WarmerContainers", "WarmerDurationMs", metrics.NAMESPACE,

@@ -4,7 +4,7 @@ A warm-up is recognised only by MARKER inside `requestContext`. API Gateway buil
 requestContext itself, so no client on the internet can set it; and PATH is not a Chalice route,
 so API Gateway has no resource for it and answers a request to it with the same 403 as for any
 unknown path, before Lambda runs. Only a principal allowed lambda:InvokeFunction (the warmer's
-role) can send a warm-up. See README "Keeping the API warm", "Protection".
+role) can send a warm-up. See docs/warming.md.
 
 Only the standard library is imported at module level: the warmer imports this module for
 `build_event`, and the API imports it on every cold start.

@@ -31,7 +31,7 @@ def read_parameters(client: Any, path: str) -> dict[str, str]:
                     found[name] = parameter["Value"]
                 else:
                     log_event("ssm_parameter_ignored", path=path, name=name[:100],
-                              reason="not a setting name (see README, Settings)")
+                              reason="not a setting name (see docs/settings.md)")
             token = page.get("NextToken")
             if not token:
                 break

@@ -1,7 +1,7 @@
 """Settings of one stage, read once per container from the environment.
 
 `.chalice/config.json` sets the environment per stage; only PREDICTIONS_BUCKET is required,
-everything else has a default documented in the README ("Settings").
+everything else has a default documented in docs/settings.md (a test keeps that table complete).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class Settings:
     future_date_days: int = 2
 
 
-# Environment variable -> field. One table so the README, the code and the tests agree.
+# Environment variable -> field. One table so docs/settings.md, the code and the tests agree.
 ENV_VARS: dict[str, str] = {
     "PREDICTIONS_BUCKET": "bucket",
     "PREDICTIONS_PREFIX": "prefix",

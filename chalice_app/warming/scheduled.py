@@ -2,7 +2,7 @@
 
 A scheduled function alone warms nothing (it is a Lambda of its own), so it calls the API
 function with N concurrent warm-up events (chalice_app.api.warmup), and logs one summary line that
-is also an EMF record. See README "Keeping the API warm".
+is also an EMF record. See docs/warming.md.
 
 Per stage, in .chalice/config.json:
 - `WARMER_ENABLED`, `WARMER_RATE_MINUTES` are stage-level environment variables because the
