@@ -8,10 +8,14 @@ import os
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from helpers import BUCKET, PREFIX, PROJECT_DIR, make_doc
+
+if TYPE_CHECKING:
+    from s3_spy import S3Spy
 
 
 @pytest.fixture(autouse=True)
@@ -102,6 +106,31 @@ def api(s3: object) -> Iterator[object]:
 
     with Client(app, stage_name="local", project_dir=PROJECT_DIR) as client:
         yield client.http
+
+
+@pytest.fixture
+def s3_spy(monkeypatch: pytest.MonkeyPatch) -> S3Spy:
+    """The S3 spy and fault injector (tests/s3_spy.py) on the API container's own S3 client.
+
+    It attaches whenever the container hands out its store, so it sees every call from the
+    container's first one, whichever fixture or test provides the settings, and after a
+    container.reset() too. A client built outside the container can be added with .attach().
+    """
+    from chalice_app.api import container
+
+    from s3_spy import S3Spy, skip_backoff_after_injected_faults
+
+    spy = S3Spy()
+    real_store = container.store
+
+    def store():
+        current = real_store()
+        spy.attach(current.source.client)
+        return current
+
+    monkeypatch.setattr(container, "store", store)
+    skip_backoff_after_injected_faults(monkeypatch)
+    return spy
 
 
 @pytest.fixture(scope="session")

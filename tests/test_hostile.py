@@ -14,7 +14,6 @@ import re
 
 import pytest
 from apigw import proxy_event
-from botocore.awsrequest import AWSResponse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -111,21 +110,9 @@ def _one_botocore_session(shared_botocore_session):
     """Every test is a new container; see conftest's shared_botocore_session."""
 
 
-@pytest.fixture
-def requested(bucket, local_env):
-    """Every S3 key (or ListObjectsV2:prefix) the API's own client is asked for, from the first request on."""
-    seen: list[str] = []
-
-    def record(model, context, **_):
-        # before-call's `params` is the serialized HTTP request; what the client was asked for
-        # (Bucket, Key or Prefix) is in the context, exactly as the store passed it.
-        asked = context["input_params"]
-        if asked["Bucket"] != BUCKET:
-            seen.append(f"another bucket: {asked}")  # fails assert_inside_prefix, never matches a key
-        seen.append(asked["Key"] if model.name == "GetObject" else f"{model.name}:{asked.get('Prefix')}")
-
-    container.store().source.client.meta.events.register("before-call.s3", record)
-    return seen
+@pytest.fixture(autouse=True)
+def _stage(bucket, local_env):
+    """The local stage over the module's bucket; the `s3_spy` fixture records what the API asks of it."""
 
 
 def call(event: dict) -> dict:
@@ -158,69 +145,71 @@ def assert_hygienic(response: dict) -> None:
         assert doc["error"]["code"] and isinstance(doc["error"]["message"], str) and doc["error"]["message"]
 
 
-def assert_inside_prefix(requested: list[str]) -> None:
-    for key in requested:
-        assert key == ALLOWED_LIST or ALLOWED_KEY.fullmatch(key), key
+def assert_inside_prefix(s3_spy) -> None:
+    """Every S3 call was a read of a contract key, or the listing of the prefix, in the stage's bucket."""
+    for c in s3_spy.calls:
+        assert c.bucket == BUCKET, c
+        assert (c.op == "GetObject" and ALLOWED_KEY.fullmatch(c.key)) or c.target == ALLOWED_LIST, c
 
 
 # -- properties over every route -------------------------------------------------------------
 
 
-def test_the_recorder_sees_the_reads_of_a_valid_request(requested):
+def test_the_recorder_sees_the_reads_of_a_valid_request(s3_spy):
     """Guards the properties below: an empty recorder would make 'inside the prefix' vacuous."""
     assert_hygienic(call(proxy_event("/predictions/{date}", {"date": "latest"})))
-    assert {"predictions/latest.json", "predictions/2026-11-23/predictions.json"} <= set(requested)
-    assert_inside_prefix(requested)
+    assert {"predictions/latest.json", "predictions/2026-11-23/predictions.json"} <= set(s3_spy.targets)
+    assert_inside_prefix(s3_spy)
 
 
 @FAST
 @given(query=queries())
-def test_health_answers_any_query(requested, query):
+def test_health_answers_any_query(s3_spy, query):
     response = call(proxy_event("/health", query=query))
     assert response["statusCode"] == 200
     assert_hygienic(response)
-    assert requested == []
+    assert s3_spy.calls == []
 
 
 @FAST
 @given(query=queries())
-def test_date_list_refuses_any_query_cleanly(requested, query):
+def test_date_list_refuses_any_query_cleanly(s3_spy, query):
     response = call(proxy_event("/predictions", query=query))
     assert response["statusCode"] == (400 if query else 200)
     assert_hygienic(response)
-    assert_inside_prefix(requested)
+    assert_inside_prefix(s3_spy)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(date=st.one_of(st.sampled_from(["latest", "2026-11-23", "2026-11-22", "2026-11-20"]), hostile_text()),
        query=queries())
-def test_batch_route_with_hostile_date_and_query(requested, date, query):
+def test_batch_route_with_hostile_date_and_query(s3_spy, date, query):
     response = call(proxy_event("/predictions/{date}", {"date": date}, query))
     assert response["statusCode"] in (200, 304, 400, 404)
     assert_hygienic(response)
-    assert_inside_prefix(requested)
+    assert_inside_prefix(s3_spy)
 
 
 @FAST
 @given(date=st.one_of(st.sampled_from(["latest", "2026-11-23", "2026-11-20"]), hostile_text()),
        pid=st.one_of(st.sampled_from(["sku-001", "sku-011", "sku-999"]), hostile_text()),
        query=st.one_of(st.just({}), queries()))
-def test_prediction_route_with_hostile_date_id_and_query(requested, date, pid, query):
+def test_prediction_route_with_hostile_date_id_and_query(s3_spy, date, pid, query):
     response = call(proxy_event("/predictions/{date}/{pid}", {"date": date, "pid": pid}, query))
     assert response["statusCode"] in (200, 400, 404)
     assert_hygienic(response)
-    assert_inside_prefix(requested)
+    assert_inside_prefix(s3_spy)
 
 
 @FAST
 @given(cursor=cursors(), date=st.sampled_from(["latest", "2026-11-23"]),
        extra=st.dictionaries(st.sampled_from(["sort", "order", "q", "limit"]),
                              st.sampled_from(["value", "desc", "item", "3", ""]), max_size=2))
-def test_forged_cursors_never_read_outside_the_prefix(requested, cursor, date, extra):
+def test_forged_cursors_never_read_outside_the_prefix(s3_spy, cursor, date, extra):
     response = call(proxy_event("/predictions/{date}", {"date": date}, {"cursor": cursor, **extra}))
     assert response["statusCode"] in (200, 400, 404)
     assert_hygienic(response)
-    assert_inside_prefix(requested)
+    assert_inside_prefix(s3_spy)
 
 
 @FAST
@@ -231,15 +220,15 @@ def test_forged_cursors_never_read_outside_the_prefix(requested, cursor, date, e
                             "X-Forwarded-For", "Range", "If-Match", "User-Agent"]),
            st.one_of(hostile_text().filter(lambda v: "\x00" not in v), st.sampled_from(["*", 'W/"x"', '"", *'])),
            max_size=3))
-def test_hostile_headers_are_harmless(requested, route, headers):
+def test_hostile_headers_are_harmless(s3_spy, route, headers):
     # Content-Type is left out: test_a_hostile_content_type_or_method_... covers it (a known bug).
     response = call(proxy_event(route[0], route[1], headers=headers))
     assert response["statusCode"] in (200, 304)
     assert_hygienic(response)
-    assert_inside_prefix(requested)
+    assert_inside_prefix(s3_spy)
 
 
-def test_a_real_cursor_walk_stays_inside_the_prefix(requested):
+def test_a_real_cursor_walk_stays_inside_the_prefix(s3_spy):
     seen, cursor = [], None
     while True:
         query = {"limit": "5", **({"cursor": cursor} if cursor else {})}
@@ -251,27 +240,27 @@ def test_a_real_cursor_walk_stays_inside_the_prefix(requested):
         if cursor is None:
             break
     assert seen == [row["id"] for row in ROWS]
-    assert_inside_prefix(requested)
+    assert_inside_prefix(s3_spy)
 
 
 # -- bugs the properties above found (fixed; kept as regressions) --------------------------------------------------
 
 
 @pytest.mark.parametrize("limit", ["²", "①", "9" * 4301], ids=["superscript", "circled", "4301-digits"])
-def test_limit_of_unicode_or_thousands_of_digits_is_a_400(requested, limit):
+def test_limit_of_unicode_or_thousands_of_digits_is_a_400(limit):
     response = call(proxy_event("/predictions/{date}", {"date": "latest"}, {"limit": limit}))
     assert response["statusCode"] == 400
     assert json.loads(response["body"])["error"]["code"] == "invalid_limit"
 
 
-def test_a_get_with_a_content_type_header_is_answered(requested):
+def test_a_get_with_a_content_type_header_is_answered():
     response = call(proxy_event("/predictions/{date}", {"date": "latest"}, headers={"Content-Type": "text/plain"}))
     assert response["statusCode"] == 200
 
 
 @pytest.mark.parametrize("method, headers", [("GET", {"Content-Type": f"text/html{SCRIPT}"}), ("POST", {})],
                          ids=["415-content-type", "405-method"])
-def test_a_hostile_content_type_or_method_still_gets_an_api_answer(requested, method, headers):
+def test_a_hostile_content_type_or_method_still_gets_an_api_answer(method, headers):
     response = call(proxy_event("/predictions", headers=headers, method=method))
     assert_hygienic(response)
 
@@ -279,43 +268,30 @@ def test_a_hostile_content_type_or_method_still_gets_an_api_answer(requested, me
 # -- response hygiene: every status -----------------------------------------------------------
 
 
-def _fail_s3(request, **_):
-    # A 500, not a SlowDown: botocore backs off up to 1 s before retrying throttling, 50 ms otherwise.
-    return AWSResponse(request.url, 500, {}, _Raw(b"<Error><Code>InternalError</Code></Error>"))
-
-
-class _Raw:
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    def stream(self, **_):
-        yield self.data
-
-
-def _status_200(requested):
+def _status_200(s3_spy):
     return call(proxy_event("/predictions/{date}", {"date": "2026-11-23"}))
 
 
-def _status_304(requested):
-    first = _status_200(requested)
+def _status_304(s3_spy):
+    first = _status_200(s3_spy)
     return call(proxy_event("/predictions/{date}", {"date": "2026-11-23"},
                             headers={"If-None-Match": header(first, "ETag")}))
 
 
-def _status_400(requested):
+def _status_400(s3_spy):
     return call(proxy_event("/predictions/{date}", {"date": SCRIPT}))
 
 
-def _status_404(requested):
+def _status_404(s3_spy):
     return call(proxy_event("/predictions/{date}/{pid}", {"date": "2026-11-23", "pid": "sku-999"}))
 
 
-def _status_503(requested):
-    container.store().source.client.meta.events.register_first("before-send.s3", _fail_s3)
+def _status_503(s3_spy):
+    s3_spy.fail(status=500, code="InternalError")
     return call(proxy_event("/predictions/{date}", {"date": "2026-11-23"}))
 
 
-def _status_500(requested, monkeypatch):
+def _status_500(s3_spy, monkeypatch):
     def broken():
         raise RuntimeError(f"{SCRIPT} at /var/task/chalice_app/store/cache.py line 1")
 
@@ -327,30 +303,30 @@ STATUSES = {200: _status_200, 304: _status_304, 400: _status_400, 404: _status_4
             500: _status_500}
 
 
-def answer_with(status, requested, monkeypatch):
+def answer_with(status, s3_spy, monkeypatch):
     make = STATUSES[status]
-    response = make(requested, monkeypatch) if status == 500 else make(requested)
+    response = make(s3_spy, monkeypatch) if status == 500 else make(s3_spy)
     assert response["statusCode"] == status
     return response
 
 
 @pytest.mark.parametrize("status", sorted(STATUSES))
-def test_every_status_carries_nosniff_and_a_restrictive_csp(requested, monkeypatch, status):
-    response = answer_with(status, requested, monkeypatch)
+def test_every_status_carries_nosniff_and_a_restrictive_csp(s3_spy, monkeypatch, status):
+    response = answer_with(status, s3_spy, monkeypatch)
     assert header(response, "X-Content-Type-Options") == "nosniff"
     assert header(response, "Content-Security-Policy") == "default-src 'none'; frame-ancestors 'none'"
 
 
 @pytest.mark.parametrize("status", sorted(STATUSES))
-def test_no_cors_headers_when_the_stage_names_no_origin(requested, monkeypatch, status):
-    response = answer_with(status, requested, monkeypatch)
+def test_no_cors_headers_when_the_stage_names_no_origin(s3_spy, monkeypatch, status):
+    response = answer_with(status, s3_spy, monkeypatch)
     assert not [k for k in response["headers"] if k.lower().startswith("access-control-")]
 
 
 @pytest.mark.parametrize("status", sorted(STATUSES))
-def test_cors_header_names_exactly_the_origin_settings_allow(requested, monkeypatch, status):
+def test_cors_header_names_exactly_the_origin_settings_allow(s3_spy, monkeypatch, status):
     container._state["settings"] = dataclasses.replace(load_settings(), cors_origin="https://app.example.org")
-    response = answer_with(status, requested, monkeypatch)
+    response = answer_with(status, s3_spy, monkeypatch)
     assert header(response, "Access-Control-Allow-Origin") == "https://app.example.org"
     assert header(response, "Vary") == "Origin"
 
@@ -363,15 +339,15 @@ def test_cors_origin_comes_from_the_environment_too(bucket, local_env, monkeypat
     assert header(response, "Access-Control-Allow-Origin") == "https://site.example.org"
 
 
-def test_a_500_says_nothing_about_its_cause(requested, monkeypatch, capsys):
-    response = answer_with(500, requested, monkeypatch)
+def test_a_500_says_nothing_about_its_cause(s3_spy, monkeypatch, capsys):
+    response = answer_with(500, s3_spy, monkeypatch)
     assert json.loads(response["body"]) == {"error": {"code": "internal_error", "message": "internal error"}}
     assert "RuntimeError" in capsys.readouterr().out  # the cause is in the log, not the answer
 
 
 @pytest.mark.parametrize("where", ["date", "pid", "query-name", "limit", "order", "sort", "q", "cursor",
                                    "if-none-match"])
-def test_markup_in_input_is_never_echoed_literally(requested, where):
+def test_markup_in_input_is_never_echoed_literally(where):
     date, pid, query, headers = "2026-11-23", None, {}, {}
     if where == "date":
         date = SCRIPT
@@ -392,7 +368,7 @@ def test_markup_in_input_is_never_echoed_literally(requested, where):
     assert_hygienic(response)
 
 
-def test_stored_markup_is_escaped_in_answers(requested):
+def test_stored_markup_is_escaped_in_answers():
     response = call(proxy_event("/predictions/{date}/{pid}", {"date": "2026-11-23", "pid": "sku-001"}))
     assert SCRIPT not in response["body"]
     assert json.loads(response["body"])["prediction"]["note"] == SCRIPT  # still the same data once parsed

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import time
 
 import pytest
-from botocore.awsrequest import AWSResponse
 
 from chalice_app.api import container
 from chalice_app.aws_clients import make_s3_client
@@ -26,51 +26,18 @@ class Clock:
         return self.now
 
 
-class _Raw:
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    def stream(self, **_):
-        yield self.data
-
-
-class S3Calls:
-    """Counts the S3 operations a client really sends, and can make them fail."""
-
-    def __init__(self, client) -> None:
-        self.keys: list[tuple[str, str]] = []
-        self.fail_with: int | None = None
-        self.sends = 0
-        client.meta.events.register("before-call.s3", self._count)
-        # before-send sits below botocore's retries, so injected faults are retried for real.
-        client.meta.events.register_first("before-send.s3", self._fault)
-
-    def _count(self, model, context, **_):
-        params = context["input_params"]
-        self.keys.append((model.name, params.get("Key") or params.get("Prefix")))
-
-    def _fault(self, request, **_):
-        self.sends += 1
-        if self.fail_with is not None:
-            return AWSResponse(request.url, self.fail_with, {}, _Raw(b"<Error><Code>InternalError</Code></Error>"))
-        return None
-
-    def count(self, op: str) -> int:
-        return sum(1 for name, _ in self.keys if name == op)
-
-
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
 
 
 @pytest.fixture
-def parts(s3, clock):
+def parts(s3, clock, s3_spy):
+    """A store on its own client (2 attempts) and a fake clock; the S3 spy on that client."""
     client = make_s3_client(Settings(bucket=BUCKET, s3_max_attempts=2))
-    calls = S3Calls(client)
     store = PredictionStore(S3Source(client, BUCKET), PREFIX, pointer_ttl=30, batch_ttl=300,
                             max_batches=2, clock=clock)
-    return store, calls
+    return store, s3_spy.attach(client)
 
 
 def test_a_batch_is_parsed_once_and_served_from_memory(parts, put_batch):
@@ -151,7 +118,7 @@ def test_last_good_copy_is_served_stale_when_s3_fails(parts, put_batch, clock):
     put_batch("2026-11-23")
     good = store.batch("2026-11-23").value
     clock.now += 301
-    calls.fail_with = 503
+    calls.fail(status=503)
     answer = store.batch("2026-11-23")
     assert answer.value is good
     assert answer.stale is True
@@ -160,16 +127,38 @@ def test_last_good_copy_is_served_stale_when_s3_fails(parts, put_batch, clock):
 def test_failures_are_retried_a_bounded_number_of_times(parts, put_batch):
     store, calls = parts
     put_batch("2026-11-23")
-    calls.fail_with = 500
+    calls.fail(status=500)
     with pytest.raises(StoreUnavailable):
         store.batch("2026-11-23")
     assert calls.count("GetObject") == 1
-    assert calls.sends == 2  # max_attempts=2: botocore retried once, then gave up
+    assert len(calls.sends) == 2  # max_attempts=2: botocore retried once, then gave up
+
+
+def test_one_transient_fault_is_absorbed_by_the_retry(parts, put_batch):
+    store, calls = parts
+    put_batch("2026-11-23")
+    fault = calls.fail("GetObject", status=500, times=1)
+    answer = store.batch("2026-11-23")
+    assert (answer.stale, len(answer.value)) == (False, 5)
+    assert fault.hits == 1
+    assert calls.send_count("GetObject", key=f"{PREFIX}2026-11-23/predictions.json") == 2
+
+
+def test_a_fault_on_one_date_leaves_the_others_readable(parts, put_batch):
+    store, calls = parts
+    put_batch("2026-11-22")
+    put_batch("2026-11-23")
+    calls.fail(key=re.compile(r"/2026-11-22/"), status=503)
+    with pytest.raises(StoreUnavailable):
+        store.batch("2026-11-22")
+    assert len(store.batch("2026-11-23").value) == 5
+    assert calls.send_count(key=f"{PREFIX}2026-11-22/predictions.json") == 2
+    assert calls.send_count(key=f"{PREFIX}2026-11-23/predictions.json") == 1
 
 
 def test_nothing_cached_and_s3_failing_is_unavailable(parts):
     store, calls = parts
-    calls.fail_with = 503
+    calls.fail(status=503)
     with pytest.raises(StoreUnavailable):
         store.resolve("latest")
 
@@ -195,11 +184,11 @@ def test_truncated_gzip_is_unavailable(parts, s3):
 # -- through the API --------------------------------------------------------------------------
 
 
-def test_api_marks_a_stale_answer_and_caches_it_briefly(api, put_batch):
+def test_api_marks_a_stale_answer_and_caches_it_briefly(api, put_batch, s3_spy):
     put_batch("2026-11-23")
     assert api.get("/predictions/2026-11-23").status_code == 200
     store = container.store()
-    S3Calls(store.source.client).fail_with = 503
+    s3_spy.fail(status=503)
     for entry in store._batches.values():
         entry.fresh_until = 0  # the TTL has run out
     response = api.get("/predictions/2026-11-23")
@@ -229,12 +218,12 @@ def test_api_gives_up_on_a_hanging_s3_within_seconds(api, monkeypatch, black_hol
 def test_with_nothing_cached_a_failure_is_remembered_for_the_backoff(parts, put_batch, clock):
     store, calls = parts
     put_batch("2026-11-23")
-    calls.fail_with = 503
+    calls.fail(status=503)
     for _ in range(3):
         with pytest.raises(StoreUnavailable):
             store.batch("2026-11-23")
-    assert calls.sends == 2  # one read (2 attempts), then answered from the remembered failure
-    calls.fail_with = None
+    assert len(calls.sends) == 2  # one read (2 attempts), then answered from the remembered failure
+    calls.heal()
     clock.now += 5.1
     assert len(store.batch("2026-11-23").value) == 5
 
@@ -244,7 +233,7 @@ def test_remembered_failures_are_bounded_like_missing_dates(parts, monkeypatch):
 
     store, calls = parts
     monkeypatch.setattr(store_module, "MAX_NEGATIVE_ENTRIES", 3)
-    calls.fail_with = 503
+    calls.fail(status=503)
     for day in range(1, 8):
         with pytest.raises(StoreUnavailable):
             store.batch(f"2026-10-0{day}")

@@ -7,42 +7,14 @@ import time
 
 import pytest
 from apigw import proxy_event
-from botocore.awsrequest import AWSResponse
 
 from app import app
 from chalice_app.api import container, warmup
 
 
-class S3Calls:
-    """Every S3 operation the API's own client sends; can make them all fail with a status."""
-
-    def __init__(self) -> None:
-        self.ops: list[str] = []
-        self.fail_with: int | None = None
-
-    def attach(self, client) -> S3Calls:
-        client.meta.events.register("before-call.s3", lambda model, **_: self.ops.append(model.name))
-        client.meta.events.register_first("before-send.s3", self._fault)
-        return self
-
-    def _fault(self, request, **_):
-        if self.fail_with is None:
-            return None
-        return AWSResponse(request.url, self.fail_with, {}, _Raw(b"<Error><Code>InternalError</Code></Error>"))
-
-
-class _Raw:
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    def stream(self, **_):
-        yield self.data
-
-
 @pytest.fixture
-def s3_calls(s3, local_env) -> S3Calls:
-    # Creating the store makes no S3 call; it only builds the client the hooks attach to.
-    return S3Calls().attach(container.store().source.client)
+def local_stage(s3, local_env) -> None:
+    """The local stage's settings over the in-process bucket."""
 
 
 def warm(hold_ms: int = 0, index: int = 0, of: int = 1) -> tuple[int, dict]:
@@ -54,22 +26,22 @@ def get(resource: str, params: dict | None = None, **kwargs) -> dict:
     return app(proxy_event(resource, params, **kwargs), None)
 
 
-def test_warmup_preloads_so_the_next_requests_make_no_s3_call(s3_calls, put_batch):
+def test_warmup_preloads_so_the_next_requests_make_no_s3_call(local_stage, s3_spy, put_batch):
     put_batch("2026-11-22", pointer=False)
     put_batch("2026-11-23", n=7)
     status, report = warm()
     assert status == 200
     assert report["warmup"] is True and report["preloaded"] is True
     assert report["latest"] == "2026-11-23" and report["items"] == 7
-    assert set(s3_calls.ops) == {"GetObject", "ListObjectsV2"}
-    s3_calls.ops.clear()
+    assert set(s3_spy.ops) == {"GetObject", "ListObjectsV2"}
+    s3_spy.clear()
     for resource, params in (("/predictions/{date}", {"date": "latest"}), ("/predictions", None),
                              ("/predictions/{date}/{pid}", {"date": "2026-11-23", "pid": "sku-003"})):
         assert get(resource, params)["statusCode"] == 200
-    assert s3_calls.ops == []
+    assert s3_spy.ops == []
 
 
-def test_warmup_says_whether_this_container_was_cold(s3_calls, put_batch):
+def test_warmup_says_whether_this_container_was_cold(local_stage, put_batch):
     put_batch("2026-11-23")
     assert warm()[1]["cold"] is True
     assert warm()[1]["cold"] is False
@@ -77,7 +49,7 @@ def test_warmup_says_whether_this_container_was_cold(s3_calls, put_batch):
     assert json.loads(get("/health")["body"])["cold"] is False
 
 
-def test_warmup_names_its_container_and_echoes_the_run(s3_calls, put_batch):
+def test_warmup_names_its_container_and_echoes_the_run(local_stage, put_batch):
     put_batch("2026-11-23")
     first, second = warm()[1], warm()[1]
     assert first["container"] == second["container"] == container.container_id()
@@ -86,7 +58,7 @@ def test_warmup_names_its_container_and_echoes_the_run(s3_calls, put_batch):
     assert warm()[1]["container"] != first["container"]
 
 
-def test_warmup_holds_its_container_when_asked(s3_calls, put_batch):
+def test_warmup_holds_its_container_when_asked(local_stage, put_batch):
     put_batch("2026-11-23")
     started = time.monotonic()
     status, report = warm(hold_ms=150, index=1, of=3)
@@ -102,15 +74,15 @@ def test_hold_is_bounded_whatever_the_event_asks():
     assert warmup.hold_ms({}) == 0
 
 
-def test_warmup_of_an_empty_bucket_is_a_success_with_nothing_to_load(s3_calls):
+def test_warmup_of_an_empty_bucket_is_a_success_with_nothing_to_load(local_stage):
     status, report = warm()
     assert status == 200
     assert report["preloaded"] is False and report["latest"] is None
 
 
-def test_warmup_when_s3_fails_is_a_503_the_warmer_can_count(s3_calls, put_batch):
+def test_warmup_when_s3_fails_is_a_503_the_warmer_can_count(local_stage, s3_spy, put_batch):
     put_batch("2026-11-23")
-    s3_calls.fail_with = 503
+    s3_spy.fail(status=503)
     status, report = warm()
     assert status == 503
     assert report["error"]["code"] == "storage_unavailable"
@@ -135,22 +107,22 @@ def test_the_internet_gets_the_unknown_route_403_for_the_warmup_path(api):
     assert container._state["store"] is None  # the app never ran: no S3 client, no S3 call
 
 
-def test_a_warmup_path_event_without_the_marker_is_a_404_and_no_s3_call(s3_calls):
+def test_a_warmup_path_event_without_the_marker_is_a_404_and_no_s3_call(local_stage, s3_spy):
     response = get(warmup.PATH)
     assert response["statusCode"] == 404
     assert json.loads(response["body"])["error"]["code"] == "not_found"
-    assert s3_calls.ops == []
+    assert s3_spy.ops == []
 
 
 @pytest.mark.parametrize("forged", [
     {"headers": {warmup.MARKER: '{"hold_ms": 1000}', "X-Warmup": "1"}},
     {"query": {warmup.MARKER: "1"}},
 ])
-def test_client_controlled_fields_never_make_a_warmup(s3_calls, forged):
+def test_client_controlled_fields_never_make_a_warmup(local_stage, s3_spy, forged):
     response = get("/health", **forged)
     assert json.loads(response["body"])["status"] == "ok"  # an ordinary health answer (or a 400)
     assert "warmup" not in json.loads(response["body"])
-    assert s3_calls.ops == []
+    assert s3_spy.ops == []
 
 
 def test_only_a_dict_marker_in_request_context_counts():
