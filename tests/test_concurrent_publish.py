@@ -7,7 +7,6 @@ code and the API's own S3 clients talking to it over sockets from several thread
 from __future__ import annotations
 
 import json
-import logging
 import subprocess
 import sys
 import threading
@@ -51,12 +50,9 @@ def doc_for(date: str, rows: list[dict] | None = None) -> dict:
 
 @pytest.fixture(scope="module")
 def endpoint() -> Iterator[str]:
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
-    server, url = devstack.start_moto()
-    try:
-        yield url
-    finally:
-        server.stop()
+    # moto's S3 server only, in this process (atomic_conditional_puts patches it), no sample data.
+    with devstack.local_stack(days=0, api=False) as stack:
+        yield stack.endpoint
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -1,25 +1,43 @@
-"""`make run`'s stack for real: moto's S3 server, sample data, `chalice local`, the publish CLI."""
+"""`make run`'s stack for real: tools.devstack.local_stack, its sample data, the publish CLI, make run.
+
+local_stack() is the one way the local stack is assembled (make run, make load, make lighthouse and
+the end-to-end tests): here it must start every part on 127.0.0.1 and stop every part it started,
+however the with-block ends.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import queue
+import signal
+import socket
 import subprocess
 import sys
+import threading
+import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
 
 import pytest
 
 from tools import devstack
 
-from helpers import BUCKET, PROJECT_DIR
+from helpers import PROJECT_DIR
 
 pytestmark = pytest.mark.slow
 
+# The lifecycle tests run while the module's stack may be up, and moto's state is one per process:
+# they add one old batch (it never becomes the latest) and keep what is there (fresh=False).
+OLD_DATE = "2020-01-01"
+
 
 @pytest.fixture(scope="module")
-def stack():
-    with devstack.local_api(BUCKET, days=3, count=30, end_date="2026-11-23") as (endpoint, api_url):
-        yield endpoint, api_url
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[devstack.LocalStack]:
+    log = tmp_path_factory.mktemp("stack") / "stack.log"
+    with devstack.local_stack(days=3, count=30, end_date="2026-11-23", log_path=str(log)) as stack:
+        yield stack
 
 
 def get(url: str) -> tuple[int, dict]:
@@ -27,33 +45,73 @@ def get(url: str) -> tuple[int, dict]:
         return response.status, json.loads(response.read())
 
 
+def listening(port: int) -> bool:
+    try:
+        socket.create_connection((devstack.LOOPBACK, port), timeout=2).close()
+    except OSError:
+        return False
+    return True
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def assert_running(stack: devstack.LocalStack) -> None:
+    assert stack.processes and all(proc.poll() is None for proc in stack.processes)
+    assert all(listening(port) for port in stack.ports)
+
+
+def assert_stopped(stack: devstack.LocalStack) -> None:
+    for proc in stack.processes:
+        assert proc.poll() is not None, proc.args
+        assert not group_alive(proc.pid), proc.args  # chalice local / the edge, and their process groups
+    assert [port for port in stack.ports if listening(port)] == []
+    if stack.site_dir is not None:
+        assert not os.path.exists(stack.site_dir)  # the temporary build is removed
+
+
 def test_chalice_local_serves_the_seeded_sample(stack):
-    _, api = stack
-    status, page = get(f"{api}/predictions/latest?limit=5")
+    status, page = get(f"{stack.api_url}/predictions/latest?limit=5")
     assert status == 200
     assert page["date"] == "2026-11-23"
     assert page["count"] == 30 and len(page["items"]) == 5
 
 
-def test_moto_server_listens_on_loopback_only(stack):
-    endpoint, _ = stack
-    assert endpoint.startswith("http://127.0.0.1:")
+def test_everything_listens_on_loopback_only(stack):
+    for url in (stack.endpoint, stack.api_url):
+        assert url.startswith("http://127.0.0.1:")
+    assert stack.env["AWS_ENDPOINT_URL"] == stack.endpoint
 
 
-def test_publish_cli_against_the_local_bucket_is_served(stack, tmp_path):
-    endpoint, api = stack
+def test_the_printed_publish_command_publishes_to_the_local_bucket(stack, tmp_path):
     path = tmp_path / "next.csv"
     path.write_text("id,label,value\nsku-new,Fresh figs,7.5\n")
-    done = subprocess.run(
-        [sys.executable, "-m", "chalice_app.publishing.publish", str(path), "--date", "2026-11-24", "--stage", "local",
-         "--model-name", "demand-forecast", "--model-version", "3.3.0"],
-        cwd=PROJECT_DIR, env=devstack.aws_env(endpoint), capture_output=True, text=True, timeout=60)
+    command = stack.publish_command(str(path), "2026-11-24", "--model-name", "demand-forecast",
+                                    "--model-version", "3.3.0")
+    assert "predictions-publish " in command and " --date 2026-11-24 --stage local " in command
+    # The line `make run` prints carries the environment it needs: run it with no AWS settings at all.
+    bare = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    done = subprocess.run(command, shell=True, env=bare, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "(now latest)" in done.stdout
-    status, answer = get(f"{api}/predictions/2026-11-24/sku-new")
+    status, answer = get(f"{stack.api_url}/predictions/2026-11-24/sku-new")
     assert status == 200
     assert answer["prediction"] == {"id": "sku-new", "label": "Fresh figs", "value": 7.5}
     assert answer["model"]["version"] == "3.3.0"
+
+
+def test_publish_command_as_make_run_prints_it():
+    local = devstack.LocalStack("http://127.0.0.1:9000", "predictions-local", "predictions/",
+                                devstack.aws_env("http://127.0.0.1:9000"))
+    command = local.publish_command()
+    assert command.startswith("AWS_ENDPOINT_URL=http://127.0.0.1:9000 AWS_ACCESS_KEY_ID=testing "
+                              "AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1 ")
+    assert command.endswith("predictions-publish FILE --date YYYY-MM-DD --stage local")
 
 
 def test_local_stack_env_drops_real_credentials(monkeypatch):
@@ -63,3 +121,121 @@ def test_local_stack_env_drops_real_credentials(monkeypatch):
     assert "AWS_PROFILE" not in env
     assert env["AWS_SECRET_ACCESS_KEY"] == "testing"
     assert env["AWS_ENDPOINT_URL"] == "http://127.0.0.1:9"
+
+
+# ---- the context manager starts everything and stops everything ---------------------------------
+
+
+def small_stack(tmp_path, **kwargs) -> AbstractContextManager[devstack.LocalStack]:
+    """A whole stack (moto, chalice local, a site build, the edge) of one small old batch."""
+    return devstack.local_stack(days=1, count=5, end_date=OLD_DATE, site=True, edge=True, fresh=False,
+                                log_path=str(tmp_path / "stack.log"), **kwargs)
+
+
+def test_local_stack_starts_every_part_and_stops_all_of_them(tmp_path):
+    lines: list[str] = []
+    with small_stack(tmp_path, progress=lines.append) as stack:
+        assert_running(stack)
+        assert len(stack.processes) == 2 and len(set(stack.ports)) == 3
+        assert all(url.startswith("http://127.0.0.1:") for url in (stack.endpoint, stack.api_url, stack.edge_url))
+        assert os.path.exists(os.path.join(stack.site_dir, "index.html"))
+        assert stack.build_seconds is not None and stack.build_seconds > 0
+        assert get(f"{stack.api_url}/health")[0] == 200
+        status, listing = get(f"{stack.edge_url}/api/predictions")  # the edge forwards to chalice local
+        assert status == 200 and OLD_DATE in listing["dates"]
+        assert stack.s3().head_bucket(Bucket=stack.bucket)
+    assert [line.split()[0] for line in lines] == ["S3", "API", "Site"]
+    assert_stopped(stack)
+    assert stack.moto is not None
+
+
+def _raise_runtime_error() -> None:
+    raise RuntimeError("boom")
+
+
+def _raise_keyboard_interrupt() -> None:
+    raise KeyboardInterrupt
+
+
+def _send_sigterm() -> None:
+    # local_stack turns SIGTERM into KeyboardInterrupt while it runs (in the main thread).
+    assert signal.getsignal(signal.SIGTERM) is devstack._interrupt
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(10)
+    raise AssertionError("SIGTERM did not interrupt")
+
+
+@pytest.mark.parametrize(("end", "error"), [(_raise_runtime_error, RuntimeError),
+                                            (_raise_keyboard_interrupt, KeyboardInterrupt),
+                                            (_send_sigterm, KeyboardInterrupt)],
+                         ids=["exception", "ctrl-c", "sigterm"])
+def test_local_stack_stops_everything_when_the_block_fails(tmp_path, end, error):
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    started: list[devstack.LocalStack] = []
+    with pytest.raises(error), small_stack(tmp_path) as stack:
+        started.append(stack)
+        assert_running(stack)
+        end()
+    assert len(started) == 1
+    assert_stopped(started[0])
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+
+
+def test_local_stack_stops_what_it_started_when_a_later_part_fails(tmp_path):
+    s3_port, api_port = devstack.free_port(), devstack.free_port()
+    with socket.socket() as busy:
+        busy.bind((devstack.LOOPBACK, 0))
+        busy.listen()
+        edge_port = busy.getsockname()[1]
+        with pytest.raises(RuntimeError, match=f"{edge_port} is already in use"), \
+                small_stack(tmp_path, s3_port=s3_port, api_port=api_port, edge_port=edge_port):
+            raise AssertionError("the stack started on a busy port")
+    # moto and chalice local were up when the edge's port turned out to be taken: both are gone.
+    assert not listening(s3_port) and not listening(api_port)
+
+
+# ---- make run ----------------------------------------------------------------------------------
+
+
+def test_make_run_prints_the_urls_and_the_publish_command_and_ctrl_c_stops_it(tmp_path):
+    ports = {"s3": devstack.free_port(), "api": devstack.free_port(), "site": devstack.free_port()}
+    argv = [sys.executable, "-m", "tools.devstack", "--s3-port", str(ports["s3"]), "--api-port", str(ports["api"]),
+            "--site-port", str(ports["site"]), "--days", "2", "--count", "10", "--site-dir", str(tmp_path / "site")]
+    with open(tmp_path / "stderr.log", "wb") as stderr:
+        # SIGINT as a terminal's Ctrl-C sends it (a background job may have inherited it ignored).
+        proc = subprocess.Popen(argv, cwd=PROJECT_DIR, env=devstack.aws_env("http://127.0.0.1:9"),
+                                stdout=subprocess.PIPE, stderr=stderr, text=True, start_new_session=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def read() -> None:
+        for line in proc.stdout:
+            lines.put(line.rstrip("\n"))
+        lines.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    seen: list[str] = []
+    try:
+        deadline = time.monotonic() + 60
+        while "Ctrl-C stops everything." not in seen:
+            line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            assert line is not None, f"make run ended early: {seen}\n{(tmp_path / 'stderr.log').read_text()}"
+            seen.append(line)
+        s3, api, site = (f"http://127.0.0.1:{ports[name]}" for name in ("s3", "api", "site"))
+        assert f"S3 (moto)  {s3}  seeding s3://predictions-local: 2 days x 10" in seen
+        assert f"API        {api}   try: curl {api}/predictions/latest" in seen
+        assert f"Site       {site}" in seen
+        publish = next(line for line in seen if line.startswith("Publish    "))
+        assert publish.startswith(f"Publish    AWS_ENDPOINT_URL={s3} AWS_ACCESS_KEY_ID=testing ")
+        assert publish.endswith("predictions-publish FILE --date YYYY-MM-DD --stage local")
+        assert get(f"{site}/api/predictions")[0] == 200
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            devstack.stop(proc)
+    rest = []
+    while (line := lines.get(timeout=10)) is not None:
+        rest.append(line)
+    assert rest[-1:] == ["stopped."]
+    assert [port for port in ports.values() if listening(port)] == []

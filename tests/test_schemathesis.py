@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import subprocess
 import sys
@@ -11,7 +10,7 @@ import pytest
 
 from tools import devstack
 
-from helpers import BUCKET, PROJECT_DIR
+from helpers import PROJECT_DIR
 
 pytestmark = pytest.mark.slow
 
@@ -30,11 +29,11 @@ SEED = os.environ.get("ST_SEED", "20261123")
 
 
 @pytest.fixture(scope="module")
-def api_url():
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
+def api_url(tmp_path_factory):
     # End date fixed so the document's examples (2026-11-23, sku-00001) are real rows.
-    with devstack.local_api(BUCKET, days=3, count=60, end_date="2026-11-23") as (_, api_url):
-        yield api_url
+    log = tmp_path_factory.mktemp("stack") / "stack.log"
+    with devstack.local_stack(days=3, count=60, end_date="2026-11-23", log_path=str(log)) as stack:
+        yield stack.api_url
 
 
 def test_chalice_local_conforms_to_openapi_json(api_url, tmp_path):

@@ -1,7 +1,7 @@
 """End to end in a real browser: moto S3 -> chalice local -> build_site.py -> local edge -> Chromium.
 
-The same stack as `make run` (tools/devstack): the site is built from the seeded bucket, served by
-the edge, and its script talks to chalice local through the edge's /api/*. A batch published
+The same stack as `make run` (tools.devstack.local_stack): the site is built from the seeded
+bucket, served by the edge, and its script talks to chalice local through the edge's /api/*. A batch published
 while the page is open must reach it; an API that fails must leave the pre-rendered page intact.
 Debian's Chromium is driven by Playwright (never `playwright install`; see BROWSER.md).
 """
@@ -11,13 +11,9 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -26,15 +22,12 @@ from playwright.sync_api import Browser, Page, Route, expect
 from chalice_app.publishing.sample import make_batch
 from chalice_app.website import view
 from tools import devstack
-from tools.edge import EdgeServer, start_in_thread
 
-from site_helpers import END_DATE, PREFIX
+from site_helpers import END_DATE
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BUCKET = "predictions-local"  # the local stage's bucket, which chalice local --stage local reads
 COUNT = 150
 NEWER_DATE = "2026-11-21"
 FRESH_LABEL = "Fresh bread (just published)"
@@ -60,38 +53,14 @@ def browser_type_launch_args(browser_type_launch_args: dict, chromium_tmpdir: st
             "env": {**os.environ, "TMPDIR": chromium_tmpdir}}
 
 
-
-@dataclass
-class Stack:
-    url: str
-    s3_endpoint: str
-    edge: EdgeServer
-
-
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    moto, endpoint = devstack.start_moto(0)
-    api = edge = None
-    try:
-        # moto keeps one in-memory state per process, shared by every server: earlier tests may
-        # have left batches (with a newer pointer) in the same bucket.
-        urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=10)
-        devstack.seed(endpoint, BUCKET, days=3, count=COUNT, end_date=END_DATE)
-        api_url = f"http://127.0.0.1:{devstack.free_port()}"
-        api = devstack.start_chalice_local(endpoint, int(api_url.rsplit(":", 1)[1]))
-        devstack.wait_http(f"{api_url}/health", proc=api)
-        out = str(tmp_path_factory.mktemp("site") / "site-local")
-        # The command line make run uses: the stage's bucket, reached through AWS_ENDPOINT_URL.
-        subprocess.run([sys.executable, "build_site.py", "--stage", "local", "--out", out], cwd=PROJECT_DIR,
-                       env=devstack.aws_env(endpoint), check=True, capture_output=True, timeout=60)
-        edge = start_in_thread(out, api_url)
-        yield Stack(edge.url, endpoint, edge)
-    finally:
-        if edge is not None:
-            edge.stop()
-        if api is not None:
-            devstack.stop(api)
-        moto.stop()
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[devstack.LocalStack]:
+    # fresh (the default): moto keeps one in-memory state per process, shared by every server,
+    # and earlier tests may have left batches (with a newer pointer) in the same bucket.
+    work = tmp_path_factory.mktemp("site")
+    with devstack.local_stack(days=3, count=COUNT, end_date=END_DATE, site=True, edge=True,
+                              site_dir=str(work / "site-local"), log_path=str(work / "stack.log")) as stack:
+        yield stack
 
 
 def watch(page: Page) -> dict[str, list[str]]:
@@ -102,12 +71,10 @@ def watch(page: Page) -> dict[str, list[str]]:
     return seen
 
 
-def publish_newer_batch(endpoint: str) -> dict:
-    from chalice_app.publishing.publish import publish_document
-
+def publish_newer_batch(stack: devstack.LocalStack) -> dict:
     doc = make_batch(NEWER_DATE, COUNT + 20)
     doc["predictions"][0]["label"] = FRESH_LABEL
-    publish_document(devstack.s3_client(endpoint), BUCKET, PREFIX, doc)
+    stack.publish(doc)
     return doc
 
 
@@ -140,16 +107,16 @@ def cell(value: Any) -> str:
 # ---- the tests ---------------------------------------------------------------------------------
 
 
-def test_prerendered_page_picks_up_a_newer_batch_then_sorts_and_filters(page: Page, stack: Stack) -> None:
+def test_prerendered_page_picks_up_a_newer_batch_then_sorts_and_filters(page: Page, stack: devstack.LocalStack) -> None:
     seen = watch(page)
-    page.goto(stack.url + "/")
+    page.goto(stack.edge_url + "/")
     rows = page.locator("#predictions tbody tr")
     expect(page.locator("h1")).to_have_text(f"Predictions for {END_DATE}")
     expect(rows).to_have_count(100)
     expect(rows.first.locator("th")).to_have_text("sku-00001")
     expect(page.locator("#live-note")).to_be_empty()  # the API's latest is this page's date
 
-    doc = publish_newer_batch(stack.s3_endpoint)
+    doc = publish_newer_batch(stack)
     reload_until_updated(page, NEWER_DATE)
     expect(page.locator("h1")).to_have_text(f"Predictions for {NEWER_DATE}")
     expect(rows.first).to_contain_text(FRESH_LABEL)
@@ -196,11 +163,11 @@ def _nonsense(route: Route) -> None:
 
 
 @pytest.mark.parametrize("failure", [_abort, _server_error, _nonsense], ids=["network", "503", "bad-json"])
-def test_failing_api_leaves_the_prerendered_page_working(page: Page, stack: Stack, failure: Any) -> None:
+def test_failing_api_leaves_the_prerendered_page_working(page: Page, stack: devstack.LocalStack, failure: Any) -> None:
     seen = watch(page)
     page.route("**/api/**", failure)
     with page.expect_request("**/api/predictions"):
-        page.goto(stack.url + "/")
+        page.goto(stack.edge_url + "/")
     page.wait_for_load_state("networkidle")
     rows = page.locator("#predictions tbody tr")
     expect(rows).to_have_count(100)
@@ -212,11 +179,11 @@ def test_failing_api_leaves_the_prerendered_page_working(page: Page, stack: Stac
     assert seen["errors"] == []
 
 
-def test_without_javascript_the_rows_are_there_and_paged_by_links(browser: Browser, stack: Stack) -> None:
+def test_without_javascript_the_rows_are_there_and_paged_by_links(browser: Browser, stack: devstack.LocalStack) -> None:
     context = browser.new_context(java_script_enabled=False)
     page = context.new_page()
     try:
-        page.goto(stack.url + "/")
+        page.goto(stack.edge_url + "/")
         rows = page.locator("#predictions tbody tr")
         expect(rows).to_have_count(100)
         expect(page.get_by_label("Filter by text")).to_be_hidden()
@@ -230,9 +197,9 @@ def test_without_javascript_the_rows_are_there_and_paged_by_links(browser: Brows
 
 @pytest.mark.parametrize("path", [f"/d/{END_DATE}.html", f"/d/{END_DATE}/page-2.html", "/docs/api.html",
                                   "/no/such/page"])
-def test_other_pages_have_no_accessibility_violations(page: Page, stack: Stack, path: str) -> None:
+def test_other_pages_have_no_accessibility_violations(page: Page, stack: devstack.LocalStack, path: str) -> None:
     seen = watch(page)
-    response = page.goto(stack.url + path)
+    response = page.goto(stack.edge_url + path)
     assert response.status == (404 if path == "/no/such/page" else 200)
     assert axe_violations(page) == []
     assert seen["errors"] == []

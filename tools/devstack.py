@@ -1,8 +1,18 @@
 """`make run`: the whole stack on this machine, no AWS account needed.
 
 moto's S3 server on 127.0.0.1 seeded with sample batches, `chalice local --stage local` against
-it, and (when a site build exists) the local edge. Ctrl-C stops everything this started.
-The pieces are functions so the end-to-end tests start exactly the same stack.
+it, the site built from that bucket and the local edge serving it. Ctrl-C stops everything.
+
+`local_stack()` is the one place that assembles this stack: `make run`, `make load`,
+`make lighthouse` and the end-to-end tests all start it through it, so they run the same thing.
+
+    with local_stack(days=3, count=100, site=True, edge=True) as stack:
+        stack.endpoint, stack.api_url, stack.edge_url, stack.site_dir, stack.env
+        stack.publish(doc)              # a batch into the local bucket, through the publish code
+        stack.publish_command()         # the shell line that does the same with predictions-publish
+
+Everything binds 127.0.0.1, and everything the context manager started is stopped when the
+with-block ends, however it ends (an exception, Ctrl-C, SIGTERM).
 """
 
 from __future__ import annotations
@@ -11,17 +21,24 @@ import argparse
 import contextlib
 import logging
 import os
+import shlex
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LOOPBACK = "127.0.0.1"
+STAGE = "local"  # the stage `chalice local --stage local` serves: its bucket is the one seeded
 FAKE_AWS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -31,13 +48,28 @@ FAKE_AWS = {
     # Credentials come from the environment; never wait on an instance metadata service.
     "AWS_EC2_METADATA_DISABLED": "true",
 }
+BUILD_TIMEOUT = 300.0  # seconds for build_site.py
+START_TIMEOUT = 30.0  # seconds for chalice local or the edge to answer
+
+Progress = Callable[[str], None]
 
 
 def free_port() -> int:
     """A port nothing listens on right now, on loopback."""
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((LOOPBACK, 0))
         return sock.getsockname()[1]
+
+
+def port_in_use(port: int) -> bool:
+    """Whether something already listens on 127.0.0.1:port."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a TIME_WAIT leftover is not "in use"
+        try:
+            sock.bind((LOOPBACK, port))
+        except OSError:
+            return True
+    return False
 
 
 def aws_env(endpoint: str) -> dict[str, str]:
@@ -46,14 +78,29 @@ def aws_env(endpoint: str) -> dict[str, str]:
     return {**env, **FAKE_AWS, "AWS_ENDPOINT_URL": endpoint}
 
 
+def site_available() -> bool:
+    """Whether the site can be built and served (build_site.py and the local edge are there)."""
+    return all(os.path.exists(os.path.join(PROJECT_DIR, p)) for p in ("build_site.py", "tools/edge.py"))
+
+
 def start_moto(port: int = 0) -> tuple[Any, str]:
     """moto's S3 server bound to 127.0.0.1 only; returns (server, endpoint URL)."""
     from moto.server import ThreadedMotoServer
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    # moto's start() waits forever when its thread cannot bind: refuse a busy port up front.
+    if port and port_in_use(port):
+        raise RuntimeError(f"{LOOPBACK}:{port} is already in use (S3 port)")
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
+    server = ThreadedMotoServer(ip_address=LOOPBACK, port=port, verbose=False)
     server.start()
     host, bound = server.get_host_and_port()
     return server, f"http://{host}:{bound}"
+
+
+def reset_moto(endpoint: str) -> None:
+    """Forget every bucket: moto keeps one in-memory state per process, shared by all its servers."""
+    request = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
+    urllib.request.urlopen(request, timeout=10).close()
 
 
 def s3_client(endpoint: str) -> Any:
@@ -63,33 +110,60 @@ def s3_client(endpoint: str) -> Any:
                         aws_access_key_id="testing", aws_secret_access_key="testing")
 
 
-def seed(endpoint: str, bucket: str, days: int = 7, count: int = 200, end_date: str | None = None) -> None:
-    """Create the bucket and publish sample batches through the publish code path."""
+def stage_bucket(stage: str = STAGE) -> tuple[str, str]:
+    """(bucket, prefix) of a stage, exactly as the publish command resolves them."""
+    from chalice_app.publishing.publish import resolve_target
+
+    return resolve_target(stage, None, None)
+
+
+def seed(endpoint: str, bucket: str, days: int = 7, count: int = 200, end_date: str | None = None,
+         prefix: str | None = None) -> None:
+    """Create the bucket (if new) and publish `days` sample batches through the publish code path."""
+    from botocore.exceptions import ClientError
+
     from chalice_app.contract import DEFAULT_PREFIX
     from chalice_app.publishing.publish import publish_document
     from chalice_app.publishing.sample import dates_ending, make_batch
 
     client = s3_client(endpoint)
-    client.create_bucket(Bucket=bucket)
+    try:
+        client.create_bucket(Bucket=bucket)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            raise
     end = end_date or time.strftime("%Y-%m-%d", time.gmtime())
-    for date in dates_ending(end, days):
-        publish_document(client, bucket, DEFAULT_PREFIX, make_batch(date, count), force=True)
+    for date in dates_ending(end, days) if days > 0 else []:
+        publish_document(client, bucket, prefix or DEFAULT_PREFIX, make_batch(date, count), force=True)
 
 
-def start_chalice_local(endpoint: str, port: int, stage: str = "local") -> subprocess.Popen:
+def start_chalice_local(endpoint: str, port: int, stage: str = STAGE,
+                        output: IO[Any] | None = None) -> subprocess.Popen:
+    """`chalice local` on 127.0.0.1:port against moto, in its own process group (see stop())."""
     chalice = os.path.join(os.path.dirname(sys.executable), "chalice")
     return subprocess.Popen(
-        [chalice, "local", "--stage", stage, "--no-autoreload", "--host", "127.0.0.1", "--port", str(port)],
+        [chalice, "local", "--stage", stage, "--no-autoreload", "--host", LOOPBACK, "--port", str(port)],
         cwd=PROJECT_DIR, env=aws_env(endpoint), start_new_session=True,
+        stdout=output, stderr=subprocess.STDOUT if output is not None else None,
     )
 
 
-def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:
+def start_edge(root: str, api_url: str, port: int, *, env: dict[str, str] | None = None, quiet: bool = False,
+               output: IO[Any] | None = None) -> subprocess.Popen:
+    """The local edge (tools/edge.py) on 127.0.0.1:port, in its own process group."""
+    argv = [sys.executable, "-m", "tools.edge", "--root", root, "--api", api_url, "--port", str(port)]
+    return subprocess.Popen(argv + (["--quiet"] if quiet else []), cwd=PROJECT_DIR, env=env,
+                            start_new_session=True, stdout=output,
+                            stderr=subprocess.STDOUT if output is not None else None)
+
+
+def wait_http(url: str, timeout: float = START_TIMEOUT, proc: subprocess.Popen | None = None) -> None:
     """Wait until `url` answers at all (any HTTP status), or fail with what went wrong."""
     deadline = time.monotonic() + timeout
     while True:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode} before {url} answered")
+            raise RuntimeError(f"{os.path.basename(str(proc.args[0]))} exited with {proc.returncode} "
+                               f"before {url} answered")
         try:
             urllib.request.urlopen(url, timeout=2).close()
             return
@@ -101,93 +175,267 @@ def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen | None = N
             time.sleep(0.1)
 
 
-@contextlib.contextmanager
-def local_api(bucket: str, *, days: int, count: int, end_date: str) -> Iterator[tuple[str, str]]:
-    """moto S3 seeded with sample batches and `chalice local` against it: (S3 endpoint, API URL)."""
-    server, endpoint = start_moto()
-    try:
-        seed(endpoint, bucket, days=days, count=count, end_date=end_date)
-        port = free_port()
-        api = start_chalice_local(endpoint, port)
-        try:
-            wait_http(f"http://127.0.0.1:{port}/health", proc=api)
-            yield endpoint, f"http://127.0.0.1:{port}"
-        finally:
-            stop(api)
-    finally:
-        server.stop()
-
-
 def stop(proc: subprocess.Popen) -> None:
+    """End a process started in its own session, and its whole group: SIGTERM, then SIGKILL after 5 s.
+
+    Signals go only while the process is not yet reaped, so its group id is still its own.
+    """
     if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="Run moto S3 + sample data + chalice local (+ the site) locally.")
-    p.add_argument("--s3-port", type=int, default=9000, help="moto S3 server port (default 9000)")
-    p.add_argument("--api-port", type=int, default=8000, help="chalice local port (default 8000)")
-    p.add_argument("--site-port", type=int, default=8080, help="local edge port (default 8080)")
-    p.add_argument("--days", type=int, default=7, help="sample days to seed (default 7)")
-    p.add_argument("--count", type=int, default=200, help="predictions per day (default 200)")
-    args = p.parse_args(argv)
+# -- the stack ------------------------------------------------------------------------------------
 
-    from chalice_app.config.stage_file import stage_environment
 
-    # SIGTERM (timeout, CI, a closed terminal) must clean up like Ctrl-C does.
-    signal.signal(signal.SIGTERM, _interrupt)
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
-    bucket = stage_environment("local")["PREDICTIONS_BUCKET"]
-    server, endpoint = start_moto(args.s3_port)
-    procs: list[subprocess.Popen] = []
+@dataclass
+class LocalStack:
+    """What local_stack() started. URLs are None for the parts not asked for."""
+
+    endpoint: str  # moto's S3 server, http://127.0.0.1:PORT
+    bucket: str  # the local stage's bucket, seeded with the sample batches
+    prefix: str
+    env: dict[str, str]  # os.environ without real AWS settings, plus fake credentials and AWS_ENDPOINT_URL
+    api_url: str | None = None  # chalice local --stage local
+    site_dir: str | None = None  # the built site
+    edge_url: str | None = None  # the local edge: the site, and /api/* forwarded to api_url
+    log_path: str | None = None  # where the started processes write, when not to this terminal
+    build_seconds: float | None = None  # how long build_site.py took
+    processes: list[subprocess.Popen] = field(default_factory=list)  # chalice local, the edge
+    moto: Any = None  # the ThreadedMotoServer (in this process)
+
+    @property
+    def ports(self) -> list[int]:
+        """Every port the stack listens on (all on 127.0.0.1)."""
+        return [int(url.rsplit(":", 1)[1]) for url in (self.endpoint, self.api_url, self.edge_url) if url]
+
+    def s3(self) -> Any:
+        """A boto3 S3 client of moto's server."""
+        return s3_client(self.endpoint)
+
+    def publish(self, doc: dict, *, force: bool = False) -> Any:
+        """Publish a batch document to the local bucket through the publish code (a PublishResult)."""
+        from chalice_app.publishing.publish import publish_document
+
+        return publish_document(self.s3(), self.bucket, self.prefix, doc, force=force)
+
+    @property
+    def publish_env(self) -> dict[str, str]:
+        """The environment the publish command needs to reach this stack's bucket, and nothing else."""
+        names = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
+        return {name: self.env[name] for name in names}
+
+    def publish_argv(self, file: str = "FILE", date: str = "YYYY-MM-DD", *extra: str) -> list[str]:
+        """The publish command for this stack (run it with env=stack.env)."""
+        return [*publish_program(), file, "--date", date, "--stage", STAGE, *extra]
+
+    def publish_command(self, file: str = "FILE", date: str = "YYYY-MM-DD", *extra: str) -> str:
+        """The same as a shell line, its environment included, to paste into another terminal."""
+        env = " ".join(f"{k}={shlex.quote(v)}" for k, v in self.publish_env.items())
+        return f"{env} {shlex.join(self.publish_argv(file, date, *extra))}"
+
+
+def publish_program() -> list[str]:
+    """This environment's predictions-publish console script (relative to the current folder when inside it)."""
+    script = os.path.join(os.path.dirname(sys.executable), "predictions-publish")
+    if not os.path.exists(script):  # the project is not installed: the module does the same
+        return [sys.executable, "-m", "chalice_app.publishing.publish"]
+    relative = os.path.relpath(script)
+    return [script if relative.startswith("..") else relative]
+
+
+@contextlib.contextmanager
+def local_stack(*, days: int = 7, count: int = 200, end_date: str | None = None, api: bool = True,
+                site: bool = False, edge: bool = False, s3_port: int = 0, api_port: int = 0, edge_port: int = 0,
+                site_dir: str | None = None, site_days: int | None = None, fresh: bool = True,
+                log_path: str | None = None, progress: Progress | None = None) -> Iterator[LocalStack]:
+    """moto S3 + sample batches + `chalice local` (+ the site build) (+ the local edge), all on 127.0.0.1.
+
+    days, count, end_date: sample batches to seed (days=0 seeds none; end_date defaults to today, UTC).
+    api: start `chalice local --stage local` (False: moto only). site: build the site from the bucket
+    into site_dir (default: a temporary folder removed on exit; site_days passes --days to the build).
+    edge: serve site_dir through the local edge, /api/* forwarded to chalice local (implies site).
+    *_port: fixed ports (0: a free one). fresh: reset moto's in-process state first, so the bucket
+    holds exactly the seeded batches. log_path: the started processes (and the build) write there,
+    appending, instead of to this terminal. progress: called with the `make run` status lines.
+
+    On exit, however it happens (an exception, Ctrl-C, SIGTERM: turned into KeyboardInterrupt while
+    the stack runs), everything started here is stopped and the temporary site folder removed.
+    """
+    if edge and not api:
+        raise ValueError("edge=True needs api=True: the edge forwards /api/* to chalice local")
+    site = site or edge
+    say = progress or (lambda _: None)
+    saved = _take_signals()
+    cleanup = contextlib.ExitStack()
     try:
-        print(f"S3 (moto)  {endpoint}  seeding s3://{bucket}: {args.days} days x {args.count}", flush=True)
-        seed(endpoint, bucket, args.days, args.count)
-        api = start_chalice_local(endpoint, args.api_port)
-        procs.append(api)
-        api_url = f"http://127.0.0.1:{args.api_port}"
-        wait_http(f"{api_url}/health", proc=api)
-        print(f"API        {api_url}   try: curl {api_url}/predictions/latest", flush=True)
-        site_url = _start_site(endpoint, api_url, args.site_port, procs)
-        if site_url:
-            print(f"Site       {site_url}", flush=True)
-        print(f"Publish    AWS_ENDPOINT_URL={endpoint} python -m chalice_app.publishing.publish FILE --date D "
-              "--stage local ...", flush=True)
-        print("Ctrl-C stops everything.", flush=True)
-        while all(proc.poll() is None for proc in procs):
-            time.sleep(0.5)
-        return 1
-    except KeyboardInterrupt:
-        return 0
+        server, endpoint = start_moto(s3_port)
+        cleanup.callback(server.stop)
+        bucket, prefix = stage_bucket(STAGE)
+        stack = LocalStack(endpoint, bucket, prefix, aws_env(endpoint), log_path=log_path, moto=server)
+        if fresh:
+            reset_moto(endpoint)
+        say(f"S3 (moto)  {endpoint}  seeding s3://{bucket}: {days} days x {count}")
+        seed(endpoint, bucket, days=days, count=count, end_date=end_date, prefix=prefix)
+        output = cleanup.enter_context(open(log_path, "ab")) if log_path else None
+        if api:
+            port = _port(api_port, "API")
+            proc = start_chalice_local(endpoint, port, STAGE, output)
+            cleanup.callback(stop, proc)
+            stack.processes.append(proc)
+            stack.api_url = f"http://{LOOPBACK}:{port}"
+            _wait(f"{stack.api_url}/health", proc, log_path)
+            say(f"API        {stack.api_url}   try: curl {stack.api_url}/predictions/latest")
+        if site:
+            if site_dir is None:
+                site_dir = tempfile.mkdtemp(prefix="local-site-")
+                cleanup.callback(shutil.rmtree, site_dir, ignore_errors=True)
+            stack.site_dir = site_dir
+            stack.build_seconds = _build_site(site_dir, site_days, stack.env, output, log_path)
+        if edge:
+            assert stack.api_url is not None and stack.site_dir is not None
+            port = _port(edge_port, "site")
+            proc = start_edge(stack.site_dir, stack.api_url, port, env=stack.env, quiet=output is not None,
+                              output=output)
+            cleanup.callback(stop, proc)
+            stack.processes.append(proc)
+            stack.edge_url = f"http://{LOOPBACK}:{port}"
+            _wait(f"{stack.edge_url}/", proc, log_path)
+            say(f"Site       {stack.edge_url}")
+        yield stack
     finally:
-        for proc in procs:
-            stop(proc)
-        server.stop()
-        print("stopped.", flush=True)
+        # Neither a second Ctrl-C nor a SIGTERM may cut the cleanup short: both wait until it is done.
+        _ignore_signals(saved)
+        try:
+            cleanup.close()
+        finally:
+            _restore_signals(saved)
+
+
+def _port(port: int, what: str) -> int:
+    if not port:
+        return free_port()
+    if port_in_use(port):
+        raise RuntimeError(f"{LOOPBACK}:{port} is already in use ({what} port)")
+    return port
+
+
+def _build_site(out: str, days: int | None, env: dict[str, str], output: IO[Any] | None,
+                log_path: str | None) -> float:
+    """build_site.py --stage local --out OUT, the command a developer runs; returns its seconds."""
+    argv = [sys.executable, "build_site.py", "--stage", STAGE, "--out", out]
+    if days is not None:
+        argv += ["--days", str(days)]
+    if output is not None:
+        output.flush()
+    started = time.monotonic()
+    try:
+        subprocess.run(argv, cwd=PROJECT_DIR, env=env, check=True, timeout=BUILD_TIMEOUT, stdout=output,
+                       stderr=subprocess.STDOUT if output is not None else None)
+    except subprocess.CalledProcessError as exc:
+        raise RuntimeError(f"build_site.py exited with {exc.returncode}{_tail(log_path)}") from None
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"build_site.py took longer than {BUILD_TIMEOUT:.0f} s{_tail(log_path)}") from None
+    return time.monotonic() - started
+
+
+def _wait(url: str, proc: subprocess.Popen, log_path: str | None) -> None:
+    try:
+        wait_http(url, proc=proc)
+    except RuntimeError as exc:
+        raise RuntimeError(f"{exc}{_tail(log_path)}") from None
+
+
+def _tail(log_path: str | None, chars: int = 2000) -> str:
+    """The end of the log, for an error message (the log may be in a folder about to be removed)."""
+    if not log_path or not os.path.exists(log_path):
+        return ""
+    with open(log_path, "rb") as fh:
+        fh.seek(max(0, os.path.getsize(log_path) - chars))
+        text = fh.read().decode("utf-8", errors="replace").strip()
+    return f"; the end of {log_path}:\n{text}" if text else ""
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
 
 
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _start_site(endpoint: str, api_url: str, port: int, procs: list[subprocess.Popen]) -> str | None:
-    """Build the site from the local bucket and serve it through the local edge (when present)."""
-    if not os.path.exists(os.path.join(PROJECT_DIR, "build_site.py")):
-        return None
-    out = os.path.join(PROJECT_DIR, "build", "site-local")
-    subprocess.run([sys.executable, "build_site.py", "--stage", "local", "--out", out],
-                   cwd=PROJECT_DIR, env=aws_env(endpoint), check=True)
-    edge = subprocess.Popen([sys.executable, "-m", "tools.edge", "--root", out, "--api", api_url,
-                             "--port", str(port)], cwd=PROJECT_DIR, start_new_session=True)
-    procs.append(edge)
-    url = f"http://127.0.0.1:{port}"
-    wait_http(url + "/", proc=edge)
-    return url
+Signals = dict[signal.Signals, Any]
+
+
+def _take_signals() -> Signals:
+    """SIGTERM (a timeout, CI, a closed terminal) cleans up like Ctrl-C, unless someone else handles it.
+
+    Signal handlers belong to the main thread: elsewhere nothing changes. Returns what to restore.
+    """
+    if not _in_main_thread():
+        return {}
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    if saved[signal.SIGTERM] == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _interrupt)
+    return saved
+
+
+def _ignore_signals(saved: Signals) -> None:
+    for sig, handler in saved.items():
+        if handler is not None:  # only what _restore_signals can put back
+            signal.signal(sig, signal.SIG_IGN)
+
+
+def _restore_signals(saved: Signals) -> None:
+    for sig, handler in saved.items():
+        if handler is not None:  # None: a handler not installed from Python, which cannot be put back
+            signal.signal(sig, handler)
+
+
+# -- make run -------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tools.devstack",
+                                description="Run moto S3 + sample data + chalice local (+ the site) locally.")
+    p.add_argument("--s3-port", type=int, default=9000, help="moto S3 server port (default 9000)")
+    p.add_argument("--api-port", type=int, default=8000, help="chalice local port (default 8000)")
+    p.add_argument("--site-port", type=int, default=8080, help="local edge port (default 8080)")
+    p.add_argument("--days", type=int, default=7, help="sample days to seed (default 7)")
+    p.add_argument("--count", type=int, default=200, help="predictions per day (default 200)")
+    p.add_argument("--site-dir", default=os.path.join(PROJECT_DIR, "build", "site-local"),
+                   help="where the site is built (default build/site-local)")
+    args = p.parse_args(argv)
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+
+    with_site = site_available()
+    try:
+        with local_stack(days=args.days, count=args.count, site=with_site, edge=with_site, s3_port=args.s3_port,
+                         api_port=args.api_port, edge_port=args.site_port, site_dir=args.site_dir,
+                         progress=say) as stack:
+            say(f"Publish    {stack.publish_command()}")
+            say("Ctrl-C stops everything.")
+            while all(proc.poll() is None for proc in stack.processes):
+                time.sleep(0.5)
+            gone = next(proc for proc in stack.processes if proc.poll() is not None)
+            print(f"devstack: {os.path.basename(str(gone.args[0]))} exited with {gone.returncode}",
+                  file=sys.stderr, flush=True)
+            return 1
+    except KeyboardInterrupt:
+        return 0
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        print(f"devstack: error: {exc}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        print("stopped.", flush=True)
 
 
 if __name__ == "__main__":

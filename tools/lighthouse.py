@@ -2,10 +2,11 @@
 
     python -m tools.lighthouse [--count 500] [--preset mobile|desktop] [--min-score 95] [--max-kb 50]
 
-Runs the whole local stack (moto S3 seeded with sample batches, chalice local, build_site.py
---stage local, the local edge on 127.0.0.1), then Lighthouse 12 (npm, `npm ci` first) with
-Debian's Chromium on each page. Prints the four category scores and the bytes transferred, and
-exits 1 when a score is below --min-score or the latest page weighs more than --max-kb.
+Runs the whole local stack (tools.devstack.local_stack: moto S3 seeded with sample batches,
+chalice local, build_site.py --stage local, the local edge on 127.0.0.1), then Lighthouse 12
+(npm, `npm ci` first) with Debian's Chromium on each page. Prints the four category scores and
+the bytes transferred, and exits 1 when a score is below --min-score or the latest page weighs
+more than --max-kb.
 """
 
 from __future__ import annotations
@@ -17,12 +18,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from tools import devstack
-from tools.edge import start_in_thread
 
 PROJECT_DIR = devstack.PROJECT_DIR
 LIGHTHOUSE = os.path.join(PROJECT_DIR, "node_modules", ".bin", "lighthouse")
@@ -81,30 +80,6 @@ def summarize(path: str, report: dict[str, Any]) -> Score:
     return Score(path, scores, int(audits["total-byte-weight"]["numericValue"]), requests, failing, metrics)
 
 
-def start_stack(count: int, days: int, workdir: str) -> tuple[Any, subprocess.Popen, str, float]:
-    """moto + sample batches + chalice local, and the site built from them: (moto, api, site, build s)."""
-    from chalice_app.config.stage_file import stage_environment
-
-    moto, endpoint = devstack.start_moto(0)
-    devstack.seed(endpoint, stage_environment("local")["PREDICTIONS_BUCKET"], days, count, END_DATE)
-    port = _free_port()
-    api = devstack.start_chalice_local(endpoint, port)
-    devstack.wait_http(f"http://127.0.0.1:{port}/health", proc=api)
-    site = os.path.join(workdir, "site")
-    started = time.monotonic()
-    subprocess.run([sys.executable, "build_site.py", "--stage", "local", "--out", site, "--days", str(days)],
-                   cwd=PROJECT_DIR, env=devstack.aws_env(endpoint), check=True, capture_output=True)
-    return moto, api, f"http://127.0.0.1:{port}", time.monotonic() - started
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tools.lighthouse", description=__doc__.split("\n\n")[0])
     p.add_argument("--count", type=int, default=500, help="predictions per batch (default 500)")
@@ -123,23 +98,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lighthouse: error: {CHROME} is missing: apt-get install -y chromium", file=sys.stderr)
         return 1
     workdir = tempfile.mkdtemp(prefix="lighthouse-")
-    moto = api = edge = None
     try:
-        moto, api, api_url, build_seconds = start_stack(args.count, args.days, workdir)
-        edge = start_in_thread(os.path.join(workdir, "site"), api_url)
-        print(f"built {args.days} days x {args.count} predictions in {build_seconds:.1f} s; serving {edge.url}",
-              flush=True)
-        if args.save:
-            os.makedirs(args.save, exist_ok=True)
-        results = [summarize(path, run_lighthouse(edge.url + path, args.preset, workdir, args.save))
-                   for path in args.pages.split(",")]
+        # The whole local stack, its processes' output to a log (quoted in the error if it fails).
+        with devstack.local_stack(days=args.days, count=args.count, end_date=END_DATE, site=True, edge=True,
+                                  site_dir=os.path.join(workdir, "site"), site_days=args.days,
+                                  log_path=os.path.join(workdir, "stack.log")) as stack:
+            print(f"built {args.days} days x {args.count} predictions in {stack.build_seconds:.1f} s; "
+                  f"serving {stack.edge_url}", flush=True)
+            if args.save:
+                os.makedirs(args.save, exist_ok=True)
+            results = [summarize(path, run_lighthouse(f"{stack.edge_url}{path}", args.preset, workdir, args.save))
+                       for path in args.pages.split(",")]
+    except RuntimeError as exc:  # the stack did not start (its log's end is in the message)
+        print(f"lighthouse: error: {exc}", file=sys.stderr)
+        return 1
     finally:
-        if edge is not None:
-            edge.stop()
-        if api is not None:
-            devstack.stop(api)
-        if moto is not None:
-            moto.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     return report(results, args.min_score, args.max_kb * 1024, args.preset)
 

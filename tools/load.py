@@ -37,10 +37,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 LOOPBACK = "127.0.0.1"
-BUCKET = "predictions-local"  # the local stage's bucket; the stack this tool starts is that stage's
 END_DATE = "2026-11-23"  # fixed, so two runs ask for the same data and compare
 
 # (kind, weight): roughly what the site and API clients ask for; revalidations are what a
@@ -281,13 +278,6 @@ def run(base_url: str, requests: int, concurrency: int, *, timeout: float = 10.0
 # -- the stack ------------------------------------------------------------------------------------
 
 
-def _spawn(argv: list[str], env: dict[str, str] | None, log: Any) -> subprocess.Popen:
-    # Own session, so devstack.stop() can end the whole group; output to a log file, since chalice
-    # local writes a metrics line per request and 5,000 of them would drown the figures.
-    return subprocess.Popen(argv, cwd=PROJECT_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-
-
 @dataclass(frozen=True)
 class Stack:
     base_url: str  # where the load goes: the edge's /api or chalice local itself
@@ -296,45 +286,23 @@ class Stack:
 
 @contextmanager
 def local_stack(*, via_edge: bool, days: int, count: int, progress: Callable[[str], None]) -> Iterator[Stack]:
-    """moto S3 + sample data + chalice local (+ site build + edge), all on 127.0.0.1, stopped on exit."""
-    import logging
-
+    """tools.devstack.local_stack (moto S3 + sample data + chalice local [+ site + edge]), its output
+    to a log file: chalice local writes a metrics line per request, and 5,000 of them would drown
+    the figures (they are read back for the API's own latencies)."""
     from tools import devstack
 
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
     workdir = tempfile.mkdtemp(prefix="load-")
     log_path = os.path.join(workdir, "stack.log")
-    procs: list[subprocess.Popen] = []
-    server, endpoint = devstack.start_moto()
     try:
-        with open(log_path, "ab") as log:
-            progress(f"load: moto S3 {endpoint}, seeding {days} days x {count}")
-            devstack.seed(endpoint, BUCKET, days=days, count=count, end_date=END_DATE)
-            port = devstack.free_port()
-            chalice = os.path.join(os.path.dirname(sys.executable), "chalice")
-            api = _spawn([chalice, "local", "--stage", "local", "--no-autoreload", "--host", LOOPBACK,
-                          "--port", str(port)], devstack.aws_env(endpoint), log)
-            procs.append(api)
-            api_url = f"http://{LOOPBACK}:{port}"
-            devstack.wait_http(f"{api_url}/health", proc=api)
-            base = api_url
-            if via_edge:
-                site = os.path.join(workdir, "site")
-                subprocess.run([sys.executable, "build_site.py", "--stage", "local", "--out", site], cwd=PROJECT_DIR,
-                               env=devstack.aws_env(endpoint), check=True, stdout=log, stderr=subprocess.STDOUT,
-                               timeout=120)
-                edge_port = devstack.free_port()
-                edge = _spawn([sys.executable, "-m", "tools.edge", "--root", site, "--api", api_url,
-                               "--port", str(edge_port), "--quiet"], None, log)
-                procs.append(edge)
-                devstack.wait_http(f"http://{LOOPBACK}:{edge_port}/", proc=edge)
-                base = f"http://{LOOPBACK}:{edge_port}/api"
-            progress(f"load: stack up ({'edge -> ' if via_edge else ''}chalice local {api_url}); log {log_path}")
+        with devstack.local_stack(days=days, count=count, end_date=END_DATE, site=via_edge, edge=via_edge,
+                                  site_dir=os.path.join(workdir, "site"), log_path=log_path,
+                                  progress=lambda line: progress(f"load: {line}")) as stack:
+            assert stack.api_url is not None
+            base = f"{stack.edge_url}/api" if stack.edge_url else stack.api_url
+            progress(f"load: stack up ({'edge -> ' if via_edge else ''}chalice local {stack.api_url}); "
+                     f"log {log_path}")
             yield Stack(base, log_path)
     finally:
-        for proc in procs:
-            devstack.stop(proc)
-        server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -352,7 +320,9 @@ def api_latencies_ms(log_path: str) -> list[float]:
 
 
 def edge_available() -> bool:
-    return all(os.path.exists(os.path.join(PROJECT_DIR, p)) for p in ("tools/edge.py", "build_site.py"))
+    from tools import devstack
+
+    return devstack.site_available()
 
 
 # -- command line -----------------------------------------------------------------------------------
