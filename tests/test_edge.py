@@ -9,13 +9,24 @@ import gzip
 import http.client
 import http.server
 import json
+import re
+import shlex
+import socket
 import threading
+import urllib.parse
 from collections.abc import Iterator
-from typing import ClassVar
+from html import escape as html_escape
+from html.parser import HTMLParser
+from itertools import chain
+from types import SimpleNamespace
+from typing import ClassVar, NamedTuple
 
 import pytest
 
-from tools.edge import EdgeServer, start_in_thread
+from chalice_app.api.limits import MAX_LIMIT
+from chalice_app.store.batch import Batch
+from chalice_app.website.render import ASSETS, SITE_DIR, Renderer, api_page
+from tools.edge import MAX_BODY, EdgeServer, start_in_thread
 
 from site_helpers import build_folder, read, sample_docs, write_source
 
@@ -215,3 +226,288 @@ def test_api_down_is_a_502_in_the_api_error_shape(site: str) -> None:
         server.stop()
     assert response.status == 502
     assert json.loads(response.body)["error"]["code"] == "bad_gateway"
+
+
+
+# ---- what the edge answers to any request: raw sockets ----------------------------------------
+
+
+class Reply(NamedTuple):
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def exchange(edge: EdgeServer, data: bytes) -> list[Reply]:
+    """Send raw bytes on one connection; every answer until the edge closes it (a GET-only reader)."""
+    with socket.create_connection(("127.0.0.1", edge.server_address[1]), timeout=10) as sock:
+        sock.sendall(data)
+        stream = sock.makefile("rb")
+        replies = []
+        while status_line := stream.readline():
+            headers = {}
+            while (line := stream.readline()) not in (b"\r\n", b""):
+                name, _, value = line.decode("latin-1").partition(":")
+                headers[name.strip().lower()] = value.strip()
+            body = stream.read(int(headers.get("content-length", "0")))
+            replies.append(Reply(int(status_line.split()[1]), headers, body))
+    return replies
+
+
+def request(target: bytes, *headers: bytes, body: bytes = b"", close: bool = True) -> bytes:
+    lines = [b"GET " + target + b" HTTP/1.1", b"Host: 127.0.0.1", *headers]
+    if close:
+        lines.append(b"Connection: close")
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+def no_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "Exception" not in err, err
+
+
+@pytest.mark.parametrize("target", [b"/api/predictions/\xff", b"/api/\xc3\xa9t\xc3\xa9", b"/\xff", b"/d/\xe9.html",
+                                    b"/api/predictions/\x01", b"/api/a\x7fb", b"/\x00"])
+def test_a_raw_byte_outside_visible_ascii_in_the_target_is_a_400(edge: EdgeServer, capsys, target: bytes) -> None:
+    replies = exchange(edge, request(target, close=False))  # the edge must close it itself
+    assert [r.status for r in replies] == [400]
+    assert replies[0].headers["connection"] == "close"
+    assert replies[0].headers["x-content-type-options"] == "nosniff"
+    if target.startswith(b"/api/"):
+        assert json.loads(replies[0].body)["error"]["code"] == "bad_request"
+    assert StubApi.seen == []
+    no_traceback(capsys)
+    assert get(edge, "/api/predictions").status == 200  # and the edge still serves
+
+
+@pytest.mark.parametrize("header", [b"User-Agent: a\x00b", b"If-None-Match: \"v1\"\x1b[2J", b"Accept: x\x7f"])
+def test_a_header_with_a_control_character_is_a_400(edge: EdgeServer, capsys, header: bytes) -> None:
+    assert [r.status for r in exchange(edge, request(b"/api/predictions", header))] == [400]
+    assert StubApi.seen == []
+    no_traceback(capsys)
+
+
+# A Location that a browser keeps on this site: "/" alone, or "/" then neither "/" nor "\".
+SAME_SITE = re.compile(r"/(?:[^/\\].*)?", re.DOTALL)
+
+
+@pytest.mark.parametrize("target", [
+    b"/.", b"/%2e", b"/%2E", b"//", b"/./", b"/..", b"/%2e%2e", b"/%2e%2e/", b"/.%2e", b"///", b"//.", b"/./.",
+    b"/%2f", b"/%2F.", b"/\\", b"/%5c", b"/\\evil.example", b"/%5cevil.example", b"//evil.example",
+    b"//evil.example/", b"/%2f%2fevil.example", b"/%2f/evil.example", b"/.//evil.example", b"/./%2fevil.example",
+    b"/docs", b"/docs/.", b"/%2e/docs", b"/./%2f/docs", b"/d", b"//d", b"/d/%2e%2e/docs",
+])
+def test_redirects_only_ever_go_to_a_path_on_this_site(edge: EdgeServer, capsys, target: bytes) -> None:
+    [reply] = exchange(edge, request(target))
+    assert reply.status in (200, 301, 404)
+    if reply.status == 301:
+        location = reply.headers["location"]
+        assert SAME_SITE.fullmatch(location), location
+        base = f"http://127.0.0.1:{edge.server_address[1]}{target.decode()}"
+        assert urllib.parse.urlsplit(urllib.parse.urljoin(base, location)).netloc == urllib.parse.urlsplit(base).netloc
+    no_traceback(capsys)
+
+
+@pytest.mark.parametrize(("target", "location"), [(b"/.", "/"), (b"/%2e", "/"), (b"/docs", "/docs/"),
+                                                  (b"/./docs", "/docs/"), (b"/docs/%2e", "/docs/")])
+def test_a_folder_without_its_slash_redirects_to_the_folder(edge: EdgeServer, target: bytes, location: str) -> None:
+    [reply] = exchange(edge, request(target))
+    assert (reply.status, reply.headers["location"]) == (301, location)
+
+
+SMUGGLED = b"GET /api/smuggled HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+CHUNKED = b"%x\r\n" % len(SMUGGLED) + SMUGGLED + b"\r\n0\r\n\r\n"
+
+
+@pytest.mark.parametrize("target", [b"/api/predictions", b"/"])
+@pytest.mark.parametrize(("framing", "body"), [
+    (b"Content-Length: %d" % len(SMUGGLED), SMUGGLED),
+    (b"Transfer-Encoding: chunked", CHUNKED),
+    (b"Transfer-Encoding: chunked", b"1;ext=1\r\nG\r\n" + CHUNKED[:-2] + b"Trailer-Field: x\r\n\r\n"),
+])
+def test_a_get_body_is_read_and_refused_never_taken_for_a_request(edge: EdgeServer, capsys, target: bytes,
+                                                                  framing: bytes, body: bytes) -> None:
+    """CloudFront answers a GET with a body 403; the body must not become a second request."""
+    then = request(b"/api/predictions/latest")  # the same connection goes on after the body
+    replies = exchange(edge, request(target, framing, body=body, close=False) + then)
+    assert [r.status for r in replies] == [403, 200]
+    assert [seen["path"] for seen in StubApi.seen] == ["/predictions/latest"]  # the body's GET never went
+    assert json.loads(replies[1].body)["latest"] == "2026-11-20"
+    no_traceback(capsys)
+
+
+def test_an_empty_body_is_no_body(edge: EdgeServer) -> None:
+    replies = exchange(edge, request(b"/api/predictions", b"Content-Length: 0", close=False)
+                       + request(b"/api/predictions/latest"))
+    assert [r.status for r in replies] == [200, 200]
+    assert [seen["path"] for seen in StubApi.seen] == ["/predictions", "/predictions/latest"]
+
+
+@pytest.mark.parametrize(("framing", "body", "status"), [
+    (b"Content-Length: %d" % (MAX_BODY + 1), b"x" * (MAX_BODY + 1), 413),
+    (b"Content-Length: 10000000000", SMUGGLED, 413),
+    (b"Transfer-Encoding: chunked", b"%x\r\n" % (MAX_BODY + 1) + SMUGGLED, 413),
+    (b"Transfer-Encoding: chunked\r\nContent-Length: 4", CHUNKED, 400),
+    (b"Content-Length: 4\r\nContent-Length: 5", SMUGGLED, 400),
+    (b"Content-Length: -1", SMUGGLED, 400),
+    (b"Content-Length: 0x10", SMUGGLED, 400),
+    (b"Content-Length: 1_0", SMUGGLED, 400),
+    (b"Transfer-Encoding: chunked", b"zz\r\n" + SMUGGLED, 400),
+    (b"Transfer-Encoding: chunked", b"-1\r\n" + SMUGGLED, 400),
+    (b"Transfer-Encoding: chunked", b"5\r\nGET /xx\r\n0\r\n\r\n", 400),
+    (b"Transfer-Encoding: gzip, chunked", CHUNKED, 501),
+    (b"Transfer-Encoding: identity", SMUGGLED, 501),
+])
+def test_a_body_too_big_or_badly_framed_is_refused_and_the_connection_closed(
+        edge: EdgeServer, capsys, framing: bytes, body: bytes, status: int) -> None:
+    # Another request follows on the same connection: it must neither be answered nor reach the API.
+    replies = exchange(edge, request(b"/api/predictions", framing, body=body, close=False)
+                       + request(b"/api/predictions/latest", close=False))
+    assert [r.status for r in replies] == [status]
+    assert replies[0].headers["connection"] == "close"
+    assert StubApi.seen == []
+    no_traceback(capsys)
+
+
+# ---- the API page's curl examples (docs/api.html, served by the edge) ------------------------------
+
+
+class CodeBlocks(HTMLParser):
+    """The text of every <pre> block, as a reader copies it (entities decoded)."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.blocks: list[str] = []
+        self._in_pre = False
+        self.feed(html)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        if tag == "pre":
+            self._in_pre = True
+            self.blocks.append("")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "pre":
+            self._in_pre = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_pre:
+            self.blocks[-1] += data
+
+
+SHELL_SPECIAL = set(";&|<>()$`\\\"'*?[]#~{}!^ \t\n\r\x0b\x0c")
+
+
+def unquoted_specials(command: str) -> list[str]:
+    """Characters a POSIX shell would act on: outside quotes any special one, inside double quotes
+    $ ` \\ and ! (history), except the one expansion the examples mean, $SITE."""
+    found, quote, i = [], None, 0
+    while i < len(command):
+        c = command[i]
+        if quote == "'":
+            quote = None if c == "'" else quote
+        elif quote == '"':
+            if c == '"':
+                quote = None
+            elif re.match(r"\$SITE(?![A-Za-z0-9_])", command[i:]):
+                i += len("$SITE")
+                continue
+            elif c in "$`\\!" or c in "\n\r":
+                found.append(c)
+        elif c in "'\"":
+            quote = c
+        elif c in SHELL_SPECIAL and not (c == " " and command[i - 1:i] not in ("", " ")):
+            found.append(c)  # one space between words is the only unquoted special allowed
+        i += 1
+    assert quote is None, f"unbalanced quote in {command!r}"
+    return found
+
+
+def examples_of(html: str) -> list[list[str]]:
+    """Each example block as its lines; each line must be exactly one command."""
+    return [block.split("\n") for block in CodeBlocks(html).blocks if block.startswith("curl")]
+
+
+def url_parts(arg: str) -> tuple[list[str], list[tuple[str, str]]]:
+    assert arg.startswith("$SITE/"), arg
+    parts = urllib.parse.urlsplit(arg[len("$SITE"):])
+    segments = [urllib.parse.unquote(s, errors="strict") for s in parts.path.split("/")[1:]]
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True, strict_parsing=True) if parts.query else []
+    return segments, query
+
+
+def check_examples(html: str, date: str, pid: str, sort: str) -> None:
+    expected = [  # per block, per line: curl's flags, the URL's path segments and query, what follows the URL
+        [("-s", ["api", "predictions"], [], [])],
+        [("-s", ["api", "predictions", "latest"], [("limit", "10"), ("sort", sort), ("order", "desc")], [])],
+        [("-s", ["api", "predictions", date], [("limit", str(MAX_LIMIT))], []),
+         ("-s", ["api", "predictions", date], [("limit", str(MAX_LIMIT)), ("cursor", "NEXT_CURSOR")], [])],
+        [("-s", ["api", "predictions", date, pid], [], [])],
+        [("-si", ["api", "predictions", date], [], ["-H", 'If-None-Match: "ETAG"'])],
+    ]
+    blocks = examples_of(html)
+    assert [len(block) for block in blocks] == [len(block) for block in expected], blocks
+    for block, wanted_block in zip(blocks, expected, strict=True):
+        for command, (flags, segments, query, rest) in zip(block, wanted_block, strict=True):
+            assert unquoted_specials(command) == [], command
+            args = shlex.split(command)
+            assert args[:2] == ["curl", flags] and args[3:] == rest, command
+            assert url_parts(args[2]) == (segments, query), command
+
+
+def render_api_page(latest: object) -> str:
+    renderer = Renderer(SITE_DIR, {name: f"/assets/{name}" for name in ASSETS})
+    return api_page(renderer, latest).decode("utf-8")  # type: ignore[arg-type]
+
+
+def batch_with_numeric_field(name: str) -> Batch:
+    return Batch({"date": "2026-11-20", "predictions": [{"id": "p-1", name: 2.5, "label": "a"},
+                                                          {"id": "p-2", name: 1.0, "label": "b"}]})
+
+
+# Field names usable as ?sort=: shown percent-encoded, one command whatever they hold.
+@pytest.mark.parametrize("name", [
+    "value;touch /tmp/x", "$(id)", "`id`", "${PATH}", "a'b", 'a"b', "a b", "x&y|z>w<v", "!!", "a\\b", "#c", "*",
+    "~root", "é ü", "a%20b", "a+b", "--next", "&sort=id", "x=1&order=asc", "a'\"'\"'b", "\u202ertl", "日本",
+])
+def test_curl_examples_are_one_command_for_any_sortable_field_name(name: str) -> None:
+    check_examples(render_api_page(batch_with_numeric_field(name)), "2026-11-20", "p-1", name)
+
+
+# Field names no request can use as they stand: not offered; the example sorts by id instead.
+@pytest.mark.parametrize("name", ["", "a\nb", "a\r\ncurl evil", "\x00", "a\x1bb", "\ud800", "a\x85b"])
+def test_a_field_name_unusable_as_sort_is_not_in_the_examples(name: str) -> None:
+    html = render_api_page(batch_with_numeric_field(name))
+    check_examples(html, "2026-11-20", "p-1", "id")
+    sort_fields = html.split("<dt><code>sort</code>", 1)[1].split("</dd>", 1)[0]
+    assert "<code>label</code>" in sort_fields  # ... nor among the fields a sort may name
+    assert f"<code>{html_escape(name)}</code>" not in sort_fields
+
+
+@pytest.mark.parametrize(("date", "pid", "shown_date", "shown_id"), [
+    ("2026-11-20;id", "p'1;touch /tmp/x", "2026-11-20;id", "p'1;touch /tmp/x"),
+    ("$(id)", "`id`", "$(id)", "`id`"),
+    ('a"b c', "a\\b/c?d#e", 'a"b c', "a\\b/c?d#e"),
+    ("\n", "x\ny", "YYYY-MM-DD", "ID"),
+    ("", None, "YYYY-MM-DD", "ID"),
+])
+def test_curl_examples_are_one_command_for_any_date_and_id(date: str, pid: object, shown_date: str,
+                                                           shown_id: str) -> None:
+    """Batch checks dates and ids today; the page must not depend on it."""
+    items = [{"id": pid, "value": 1.5}]
+    latest = SimpleNamespace(date=date, items=items, fields=None, field_names=frozenset(chain.from_iterable(items)))
+    check_examples(render_api_page(latest), shown_date, shown_id, "value")
+
+
+def test_a_valid_date_and_id_are_shown_as_they_are() -> None:
+    """chalice local does not decode path parameters: an id the contract allows stays unencoded."""
+    latest = Batch({"date": "2026-11-20", "predictions": [{"id": "Sku:1.a_b-2", "value": 1.5}]})
+    assert 'curl -s "$SITE/api/predictions/2026-11-20/Sku:1.a_b-2"' in render_api_page(latest)
+
+
+def test_the_served_api_page_examples_are_one_command_each(edge: EdgeServer) -> None:
+    response = get(edge, "/docs/api.html")
+    assert response.status == 200
+    first_id = sample_docs(2, 150)[-1]["predictions"][0]["id"]
+    check_examples(response.body.decode("utf-8"), "2026-11-20", first_id, "value")

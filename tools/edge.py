@@ -7,6 +7,11 @@ Static files get the Content-Type, Cache-Control and security headers of chalice
 gzip when the client accepts it. /api/<path> goes to <api>/<path>: the /api prefix is removed as
 API Gateway's stage does, query string and conditional headers pass through, and status, headers
 and body (304 included) come back as they are. Binds 127.0.0.1 only.
+
+Every request gets an HTTP answer: a request target that is not a visible-ASCII path, or a header
+with a control character, is a 400; a GET or HEAD with a body is a 403, as at CloudFront, once the
+body is read (up to MAX_BODY; beyond it a 413), so that a body is never taken for the next request.
+A redirect only ever names a path on this site.
 """
 
 from __future__ import annotations
@@ -18,8 +23,10 @@ import http.client
 import http.server
 import json
 import os
+import socket
 import sys
 import threading
+import time
 import urllib.parse
 from typing import Any
 
@@ -35,6 +42,22 @@ _UPSTREAM = threading.local()
 FORWARDED_REQUEST_HEADERS = ("Accept", "Accept-Language", "If-None-Match", "If-Modified-Since", "User-Agent")
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
                         "trailer", "transfer-encoding", "upgrade", "content-length", "date", "server"})
+# A request body is read (and thrown away) up to this size; a bigger one is refused with 413.
+MAX_BODY = 64 * 1024
+MAX_CHUNK_LINE = 1024
+# After refusing a request, what the client still sends is read and dropped for this long, up to this much.
+LINGER_SECONDS, LINGER_BYTES = 1.0, 4 * 1024 * 1024
+# An origin-form request target (RFC 9112): "/" then visible ASCII only. Anything else (a raw byte
+# above 0x7E, a control character) is a 400 here, as at CloudFront, and never reaches the API.
+TARGET_CHARS = frozenset(map(chr, range(0x21, 0x7F)))
+
+
+class BadRequest(Exception):
+    """The request cannot be answered as it stands: (status, message); the connection is closed."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 Headers = list[tuple[str, str]]
 
@@ -50,6 +73,19 @@ def accepts_gzip(accept_encoding: str | None) -> bool:
         if coding.strip().lower() in ("gzip", "*"):
             return params.replace(" ", "").lower() not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
     return False
+
+
+def same_site_location(rel: str) -> str:
+    """The Location of the folder `rel` (relative to the root, "" for the root itself).
+
+    Always a path on this site: "/" or "/" then neither "/" nor "\\" ("//host" and "/\\host" are
+    other hosts to a browser). Each segment is percent-encoded, so none can smuggle a separator.
+    """
+    segments = [s for s in rel.split("/") if s]
+    location = "/" + "".join(urllib.parse.quote(s, safe="") + "/" for s in segments)
+    if location[1:2] in ("/", "\\"):
+        raise ValueError(f"not a same-site path: {location!r}")
+    return location
 
 
 def etag_matches(if_none_match: str | None, etag: str) -> bool:
@@ -104,11 +140,122 @@ class EdgeHandler(http.server.BaseHTTPRequestHandler):
     # -- routing ---------------------------------------------------------------------------
 
     def _handle(self, head: bool) -> None:
+        try:
+            has_body = self._read_body()
+            self._check_request()
+        except BadRequest as exc:
+            self._refuse(exc.status, str(exc), head)
+            return
+        if has_body:
+            # As CloudFront: "If a viewer GET request includes a body, CloudFront returns 403".
+            self._refuse(403, "a GET or HEAD request must not have a body", head, keep_alive=True)
+            return
         path, _, query = self.path.partition("?")
         if path == "/api" or path.startswith("/api/"):
             self._forward(path[len("/api"):] or "/", query, head)
         else:
             self._serve_file(path, head)
+
+    # -- the request -------------------------------------------------------------------------
+
+    def _check_request(self) -> None:
+        """400 for a request target that is not "/" and visible ASCII, or a header with a control character.
+
+        http.server decodes the request line as Latin-1, so a raw 0xFF byte arrived here as "ÿ" and
+        made http.client raise on the way to the API: a dropped connection and a traceback.
+        """
+        if not self.path.startswith("/") or not TARGET_CHARS.issuperset(self.path):
+            raise BadRequest(400, "the request target must be a path of visible ASCII characters")
+        for name, value in self.headers.items():
+            if any((ord(c) < 0x20 and c != "\t") or ord(c) == 0x7F for c in name + value):
+                raise BadRequest(400, f"header {name[:40]!r} has a control character")
+
+    def _read_body(self) -> bool:
+        """Read a request body (up to MAX_BODY) and throw it away; True if there was one.
+
+        http.server reads no body on its own: on a kept-alive connection the body of a GET was
+        parsed as the next request, and one with a request line in it went to the API. Framing
+        that cannot be trusted (both Content-Length and Transfer-Encoding, a bad length, a bad
+        chunk) is a 400, a body that is too big a 413; both close the connection, as the next
+        request's start is unknown.
+        """
+        encodings = self.headers.get_all("Transfer-Encoding") or []
+        lengths = self.headers.get_all("Content-Length") or []
+        if encodings and lengths:
+            raise BadRequest(400, "a request must not have both Content-Length and Transfer-Encoding")
+        if encodings:
+            if [e.strip().lower() for e in ",".join(encodings).split(",")] != ["chunked"]:
+                raise BadRequest(501, "the only transfer coding understood is chunked")
+            return self._read_chunked() > 0
+        if not lengths:
+            return False
+        values = {v.strip() for v in ",".join(lengths).split(",")}
+        if len(values) != 1 or not all(v.isascii() and v.isdigit() and len(v) <= 18 for v in values):
+            raise BadRequest(400, "Content-Length must be one decimal number")
+        size = int(values.pop())
+        if size > MAX_BODY:
+            raise BadRequest(413, f"a request body may have at most {MAX_BODY} bytes")
+        if len(self.rfile.read(size)) != size:
+            raise BadRequest(400, "the request body ended early")
+        return size > 0
+
+    def _read_chunked(self) -> int:
+        total = 0
+        while True:
+            line = self.rfile.readline(MAX_CHUNK_LINE + 1)
+            size_text = line.split(b";", 1)[0].strip()
+            if len(line) > MAX_CHUNK_LINE or not line.endswith(b"\n") or not size_text \
+                    or size_text.strip(b"0123456789abcdefABCDEF") or len(size_text) > 16:
+                raise BadRequest(400, "bad chunk size line")
+            size = int(size_text, 16)
+            if size == 0:
+                break
+            total += size
+            if total > MAX_BODY:
+                raise BadRequest(413, f"a request body may have at most {MAX_BODY} bytes")
+            if len(self.rfile.read(size)) != size or self.rfile.readline(3) not in (b"\r\n", b"\n"):
+                raise BadRequest(400, "bad chunk")
+        for _ in range(100):  # trailer fields, then the empty line
+            line = self.rfile.readline(MAX_CHUNK_LINE + 1)
+            if line in (b"\r\n", b"\n"):
+                return total
+            if len(line) > MAX_CHUNK_LINE or not line.endswith(b"\n"):
+                break
+        raise BadRequest(400, "bad chunked trailer")
+
+    def _refuse(self, status: int, message: str, head: bool, keep_alive: bool = False) -> None:
+        """An error the edge answers itself: the API's error shape under /api, plain text elsewhere."""
+        code = {400: "bad_request", 403: "forbidden", 413: "payload_too_large", 501: "not_implemented"}
+        if self.path == "/api" or self.path.startswith(("/api/", "/api?")):
+            body = json.dumps({"error": {"code": code.get(status, "bad_request"), "message": message}}).encode()
+            kind = "application/json; charset=utf-8"
+        else:
+            body, kind = (message + "\n").encode(), "text/plain; charset=utf-8"
+        headers = [("Content-Type", kind), ("Cache-Control", "no-store"), *SECURITY_HEADERS.items()]
+        if not keep_alive:
+            headers.append(("Connection", "close"))  # also makes http.server close it
+        self._send(status, headers, body, head)
+        if not keep_alive:
+            self._linger()
+
+    def _linger(self) -> None:
+        """Before closing, read (briefly) what the client is still sending.
+
+        Closing a socket with unread bytes resets the connection, and a reset can destroy the
+        answer before the client reads it (the 413 for a body that is still arriving, say).
+        """
+        try:
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_WR)
+            self.connection.settimeout(LINGER_SECONDS)
+            deadline, drained = time.monotonic() + LINGER_SECONDS, 0
+            while time.monotonic() < deadline and drained < LINGER_BYTES:
+                chunk = self.connection.recv(65536)
+                if not chunk:
+                    break
+                drained += len(chunk)
+        except OSError:
+            pass  # the client is gone, or stayed silent: the connection is closed either way
 
     # -- static files ----------------------------------------------------------------------
 
@@ -127,7 +274,9 @@ class EdgeHandler(http.server.BaseHTTPRequestHandler):
         found = self._resolve(url_path)
         if found and os.path.isdir(found[0]):
             if not url_path.endswith("/"):
-                self._send(301, [("Location", "/" + found[1] + "/"), ("Cache-Control", "no-cache")], b"", head)
+                # Not "/" + rel + "/": for the root itself ("/.", "/%2e") that is "//", another host.
+                location = same_site_location(found[1])
+                self._send(301, [("Location", location), ("Cache-Control", "no-cache")], b"", head)
                 return
             found = (os.path.join(found[0], "index.html"), (found[1] + "/index.html").lstrip("/"))
         if not found or not os.path.isfile(found[0]):

@@ -6,6 +6,7 @@ when the list is empty.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import io
@@ -14,12 +15,24 @@ import math
 import os
 import re
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import NoReturn
+from typing import BinaryIO, NoReturn
 
-from chalice_app.contract import ID_PATTERN, is_scalar, is_valid_date
+from chalice_app.config.settings import Settings
+from chalice_app.contract import (
+    ID_PATTERN,
+    MAX_FLOAT_MAGNITUDE,
+    MAX_SAFE_INTEGER,
+    NUMBER_RULE,
+    fields_problem,
+    generated_at_problem,
+    has_text_form,
+    is_number_in_range,
+    is_scalar,
+    is_valid_date,
+)
 
 FORMATS = ("json", "jsonl", "csv")
 META_KEYS = ("date", "generated_at", "model", "fields")
@@ -33,7 +46,13 @@ _MAX_SHOWN = 60
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
 _WS = re.compile(r"[ \t\n\r]*")
 # Most values are one of these; checking the type first skips a function call per value.
-_PLAIN_TYPES = frozenset({str, int, bool, type(None)})
+_PLAIN_TYPES = frozenset({bool, type(None)})
+_DEFAULTS = Settings()
+DEFAULT_MAX_BYTES = _DEFAULTS.max_batch_bytes
+DEFAULT_MAX_DEPTH = _DEFAULTS.max_json_depth
+READ_CHUNK = 1 << 20
+_BOM = b"\xef\xbb\xbf"
+_LONE_CR = re.compile(r"[^\r\n]*(?:\r\n?|\n|$)")
 
 
 class InputError(Exception):
@@ -41,6 +60,34 @@ class InputError(Exception):
 
     e.g. 'preds.json: invalid JSON at line 3, column 5: Expecting value'
     """
+
+
+class InputTooLarge(InputError):
+    """More bytes (once decompressed) than the limit; reading stopped at the limit."""
+
+    def __init__(self, message: str, limit: int) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
+class DuplicateKeys(dict):
+    """A JSON object that wrote a key more than once; validation refuses it (json keeps the last)."""
+
+    __slots__ = ("duplicate",)
+
+
+def _object_pairs(pairs: list[tuple[str, object]]) -> dict:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        twice = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        obj = DuplicateKeys(obj)
+        obj.duplicate = twice
+    return obj
+
+
+def _decoder() -> json.JSONDecoder:
+    return json.JSONDecoder(object_pairs_hook=_object_pairs)
 
 
 @dataclass(frozen=True)
@@ -81,23 +128,41 @@ def read_batch_input(
     path: str | os.PathLike[str],
     fmt: str | None = None,
     progress: Callable[[int], None] | None = None,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_depth: int = DEFAULT_MAX_DEPTH,
 ) -> ParsedInput:
-    """Read and validate a predictions file; problems with rows end up in .errors, not raised."""
+    """Read and validate a predictions file; problems with rows end up in .errors, not raised.
+
+    At most `max_bytes` bytes are ever read (decompressed, for .gz): a bigger file raises
+    InputTooLarge without being read to its end. JSON Lines and CSV are read as a stream; a JSON
+    document is held once as text (it is one value). JSON nested deeper than `max_depth` levels is
+    refused, and so is an object that writes a key twice.
+    """
     name = os.fspath(path)
     if fmt is None:
         fmt = detect_format(name)
     elif fmt not in FORMATS:
         raise InputError(f"{name}: unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
-    text = _read_text(name)
     meta: dict = {}
     meta_errors: list[RowError] = []
     parse_errors: list[RowError] = []
+    gzipped = name.lower().endswith(".gz")
+    try:
+        with _open_bounded(name, max_bytes, gzipped) as stream:
+            if fmt == "json":
+                text = _read_all_text(name, stream, gzipped)
+            elif fmt == "jsonl":
+                rows, lines, parse_errors = _read_jsonl(_lines(name, stream, gzipped), progress, max_depth)
+            else:
+                rows, lines, parse_errors = _read_csv(name, _lines(name, stream, gzipped), progress)
+    except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+        raise InputError(f"{name}: not a readable gzip file: {e}") from e
+    except OSError as e:
+        raise InputError(f"{name}: cannot read the file: {e.strerror or e}") from e
     if fmt == "json":
-        rows, lines, meta, meta_errors = _read_json(name, text, progress)
-    elif fmt == "jsonl":
-        rows, lines, parse_errors = _read_jsonl(text, progress)
-    else:
-        rows, lines, parse_errors = _read_csv(name, text, progress)
+        rows, lines, meta, meta_errors = _read_json(name, text, progress, max_depth)
+        del text
 
     row_errors = validate_rows(rows, lines)
     if not rows and parse_errors:
@@ -121,7 +186,11 @@ def validate_rows(rows: list, lines: list[int]) -> list[RowError]:
     id_match = ID_PATTERN.fullmatch
     for row, line in zip(rows, lines, strict=True):
         if type(row) is not dict:
-            errors.append(RowError(line, f"expected an object, got {_kind(row)}"))
+            if isinstance(row, DuplicateKeys):
+                errors.append(RowError(line, f"key {_show(row.duplicate)} appears more than once; "
+                                             "write each field once"))
+            else:
+                errors.append(RowError(line, f"expected an object, got {_kind(row)}"))
             continue
         if "id" not in row:
             errors.append(RowError(line, "missing id"))
@@ -145,14 +214,27 @@ def validate_rows(rows: list, lines: list[int]) -> list[RowError]:
             errors.append(RowError(line, "empty field name"))
         for key, value in row.items():
             kind = type(value)
-            # Inline fast paths for the common cases (x - x is 0.0 exactly when x is finite);
-            # contract.is_scalar has the last word on everything else.
-            if kind in _PLAIN_TYPES or (kind is float and value - value == 0.0) or key == "id":
+            # Inline fast paths for the common cases; contract.is_scalar has the last word on
+            # everything else.
+            if (kind is str and value.isascii()) or kind in _PLAIN_TYPES or key == "id" or (
+                    kind is float and -MAX_FLOAT_MAGNITUDE <= value <= MAX_FLOAT_MAGNITUDE) or (
+                    kind is int and -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER):
+                if key.isascii() or has_text_form(key):
+                    continue
+                errors.append(RowError(line, f"field name {_show(key)} holds a lone surrogate "
+                                             "(\\ud800-\\udfff), which has no UTF-8 form"))
                 continue
             if is_scalar(value):
                 continue
-            if isinstance(value, float):
+            if isinstance(value, float) and not math.isfinite(value):
                 message = f"field {_show(key)} must be a finite number, got {_show(value)}"
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                message = f"field {_show(key)}: number {_show(value)} is out of range; allowed: {NUMBER_RULE}"
+            elif isinstance(value, str):
+                message = (f"field {_show(key)} holds a lone surrogate (\\ud800-\\udfff), which has no "
+                           "UTF-8 form")
+            elif isinstance(value, DuplicateKeys):
+                message = f"field {_show(key)} must be a string, number, boolean or null, got object"
             else:
                 message = f"field {_show(key)} must be a string, number, boolean or null, got {_kind(value)}"
             errors.append(RowError(line, message))
@@ -160,7 +242,12 @@ def validate_rows(rows: list, lines: list[int]) -> list[RowError]:
 
 
 def parse_csv_cell(text: str) -> str | int | float | None:
-    """'' -> None; a plain decimal number -> int or float; anything else stays the string."""
+    """'' -> None; a plain decimal number -> int or float; anything else stays the string.
+
+    A number becomes a number only when every reader gets it exactly as written and the contract
+    takes it (contract.NUMBER_RULE): 007, 0.1000000000000000000001, 12345678901234567890 and 1e999
+    stay text rather than lose digits or be refused.
+    """
     if not text:
         return None
     if text[0] not in "-0123456789":
@@ -169,16 +256,16 @@ def parse_csv_cell(text: str) -> str | int | float | None:
     if match is None:
         return text
     if match.lastindex is None:  # neither a fraction nor an exponent
-        try:
-            return int(text)
-        except ValueError:  # more digits than Python will convert
+        if len(text) > 17:  # more digits than the contract's largest integer has
             return text
+        number = int(text)
+        return number if -MAX_SAFE_INTEGER <= number <= MAX_SAFE_INTEGER else text
     value = float(text)
+    if not is_number_in_range(value):  # also inf from 1e999
+        return text
     if match.lastindex == 1 and len(text) <= 16:
         # No exponent and at most 15 significant digits: a double holds that exactly (DBL_DIG).
         return value
-    if not math.isfinite(value):
-        return text
     shortest = repr(value)
     # Underflow to 0.0 or more digits than a float holds would change the value; when the
     # shortest repr is the text itself it cannot have, so Decimal is only paid for '1e3' & co.
@@ -190,39 +277,111 @@ def parse_csv_cell(text: str) -> str | int | float | None:
 # --- reading -------------------------------------------------------------------------------
 
 
-def _read_text(name: str) -> str:
-    gzipped = name.lower().endswith(".gz")
+class _Capped(io.RawIOBase):
+    """A read-only stream that raises InputTooLarge as soon as more than `limit` bytes came through."""
+
+    def __init__(self, inner: BinaryIO, limit: int, message: str) -> None:
+        self.inner = inner
+        self.limit = limit
+        self.message = message
+        self.total = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # noqa: ANN001 - any writable buffer
+        # Never ask for more than one byte past the limit: a gzip bomb is inflated no further.
+        view = memoryview(buffer)[: max(1, min(len(buffer), self.limit + 1 - self.total))]
+        n = self.inner.readinto(view) or 0
+        self.total += n
+        if self.total > self.limit:
+            raise InputTooLarge(self.message, self.limit)
+        return n
+
+
+@contextlib.contextmanager
+def _open_bounded(name: str, max_bytes: int, gzipped: bool) -> Iterator[io.BufferedReader]:
+    """The file's (decompressed) bytes as a stream that refuses to yield more than max_bytes.
+
+    A plain file's size is checked before anything is read; a .gz file is inflated chunk by
+    chunk, so a bomb costs at most max_bytes of work, never memory beyond a chunk.
+    """
+    what = "bytes once decompressed" if gzipped else "bytes"
+    message = (f"{name}: more than {max_bytes:,} {what}; the limit is {max_bytes:,} bytes")
+    with open(name, "rb") as raw:
+        if not gzipped:
+            size = os.fstat(raw.fileno()).st_size
+            if size > max_bytes:
+                raise InputTooLarge(f"{name}: {size:,} bytes; the limit is {max_bytes:,} bytes", max_bytes)
+        inner: BinaryIO = gzip.GzipFile(fileobj=raw, mode="rb") if gzipped else raw  # type: ignore[assignment]
+        with io.BufferedReader(_Capped(inner, max_bytes, message), buffer_size=1 << 16) as stream:
+            yield stream
+
+
+def _read_all_text(name: str, stream: io.BufferedReader, gzipped: bool) -> str:
+    data = bytearray()
+    while chunk := stream.read(READ_CHUNK):
+        data += chunk
+    start = 3 if data.startswith(_BOM) else 0  # tools on Windows write a BOM; it is not content
     try:
-        if gzipped:
-            with gzip.open(name, "rb") as f:
-                data = f.read()
-        else:
-            with open(name, "rb") as f:
-                data = f.read()
-    except (gzip.BadGzipFile, EOFError, zlib.error) as e:
-        raise InputError(f"{name}: not a readable gzip file: {e}") from e
-    except OSError as e:
-        raise InputError(f"{name}: cannot read the file: {e.strerror or e}") from e
-    try:
-        text = data.decode("utf-8")
+        return str(memoryview(data)[start:], "utf-8")
     except UnicodeDecodeError as e:
         where = " of the decompressed data" if gzipped else ""
-        raise InputError(f"{name}: not valid UTF-8 at byte offset {e.start}{where}") from e
-    # Tools on Windows like to write a BOM; it is not part of the content.
-    return text.removeprefix("\ufeff")
+        raise InputError(f"{name}: not valid UTF-8 at byte offset {e.start + start}{where}") from e
+
+
+def _lines(name: str, stream: io.BufferedReader, gzipped: bool) -> Iterator[str]:
+    """The file's lines, each with its line end, split at b'\\n' only (JSON strings may hold U+2028)."""
+    offset = 0
+    for raw in stream:
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            where = " of the decompressed data" if gzipped else ""
+            raise InputError(f"{name}: not valid UTF-8 at byte offset {offset + e.start}{where}") from e
+        if offset == 0:
+            line = line.removeprefix("\ufeff")
+        offset += len(raw)
+        yield line
 
 
 def _read_json(
-    name: str, text: str, progress: Callable[[int], None] | None
+    name: str, text: str, progress: Callable[[int], None] | None, max_depth: int = DEFAULT_MAX_DEPTH
 ) -> tuple[list, list[int], dict, list[RowError]]:
     try:
-        return _JsonWalker(text, progress).read()
+        return _JsonWalker(text, progress, max_depth).read()
     except json.JSONDecodeError as e:
         raise InputError(f"{name}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from e
     except RecursionError as e:
-        raise InputError(f"{name}: invalid JSON: nested too deeply") from e
+        raise InputError(f"{name}: {_too_deep(max_depth)}") from e
     except _DocumentError as e:
         raise InputError(f"{name}: {e}") from e
+
+
+def _too_deep(max_depth: int) -> str:
+    return f"JSON nested deeper than {max_depth} levels (MAX_JSON_DEPTH)"
+
+
+def _value_problem(value: object, limit: int) -> str | None:
+    """Deeper than `limit` levels (a scalar is 0 deep), or an object writing a key twice? None if neither.
+
+    Iterative, so it cannot itself run out of stack on what json's scanner managed to build.
+    """
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            if isinstance(item, DuplicateKeys):
+                return f"key {_show(item.duplicate)} appears more than once in an object"
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return _too_deep(limit + 1)
+        stack.extend((child, depth + 1) for child in children)
+    return None
 
 
 class _DocumentError(Exception):
@@ -237,10 +396,12 @@ class _JsonWalker:
     position, so the whole walk stays linear in the file size.
     """
 
-    def __init__(self, text: str, progress: Callable[[int], None] | None) -> None:
+    def __init__(self, text: str, progress: Callable[[int], None] | None,
+                 max_depth: int = DEFAULT_MAX_DEPTH) -> None:
         self.text = text
         self.progress = progress
-        self.decode = json.JSONDecoder().raw_decode
+        self.max_depth = max_depth
+        self.decode = _decoder().raw_decode
         self.line = 1
         self.counted_to = 0
 
@@ -278,7 +439,7 @@ class _JsonWalker:
         # when there is some, and the C scanner is called directly (raw_decode is a thin
         # Python wrapper around it).
         text, progress = self.text, self.progress
-        scan = json.JSONDecoder().scan_once
+        scan = _decoder().scan_once
         ws_match, ws_chars, count = _WS.match, " \t\n\r", text.count
         line, counted_to = self.line, self.counted_to
         rows: list = []
@@ -295,6 +456,12 @@ class _JsonWalker:
                 value, pos = scan(text, pos)
             except StopIteration as e:
                 self.fail("Expecting value", e.value)
+            except RecursionError:
+                raise _DocumentError(f"line {line}: {_too_deep(self.max_depth)}") from None
+            except json.JSONDecodeError:
+                raise
+            except ValueError:  # an integer of more than 4300 digits
+                raise _DocumentError(f"line {line}: a number with more digits than JSON readers take") from None
             append_row(value)
             if progress is not None and len(rows) % PROGRESS_EVERY == 0:
                 progress(len(rows))
@@ -339,20 +506,31 @@ class _JsonWalker:
                 rows, lines, pos = self.walk_array(pos)
             else:
                 value_line = self.line_at(pos)
-                value, pos = decode(text, pos)
+                try:
+                    value, pos = decode(text, pos)
+                except RecursionError:
+                    raise _DocumentError(f"line {value_line}: {_too_deep(self.max_depth)}") from None
+                except json.JSONDecodeError:
+                    raise
+                except ValueError:  # an integer of more than 4300 digits
+                    raise _DocumentError(
+                        f"line {value_line}: a number with more digits than JSON readers take") from None
+                # The document is level 1, so its values may be max_depth - 1 deep.
+                problem = _value_problem(value, self.max_depth - 1)
+                if problem:
+                    meta_errors.append(RowError(value_line, f'"{_printable(key)}": {problem}'))
+                    bad_shape = True
+                else:
+                    bad_shape = False
                 if key == "predictions":
                     raise _DocumentError(
                         f'"predictions" must be a list, got {_kind(value)} (line {value_line})'
                     )
-                if key in META_KEYS:
+                if key in META_KEYS and not bad_shape:
                     meta[key] = value
-                    if key == "date" and not is_valid_date(value):
-                        meta_errors.append(
-                            RowError(
-                                value_line,
-                                f"date {_show(value)} is not a YYYY-MM-DD date",
-                            )
-                        )
+                    problem = _meta_problem(key, value)
+                    if problem:
+                        meta_errors.append(RowError(value_line, problem))
             pos = self.skip_ws(pos)
             char = text[pos : pos + 1]
             if char == "}":
@@ -366,23 +544,51 @@ class _JsonWalker:
         return rows, lines, meta, meta_errors, pos
 
 
-def _read_jsonl(text: str, progress: Callable[[int], None] | None) -> tuple[list, list[int], list[RowError]]:
+def _meta_problem(key: str, value: object) -> str | None:
+    if key == "date":
+        return None if is_valid_date(value) else f"date {_show(value)} is not a YYYY-MM-DD date"
+    if key == "model":
+        # name and version may come from the command line; their checks come with the document's.
+        return None if isinstance(value, dict) else (
+            f'model must be an object with string "name" and "version", got {_kind(value)} {_show(value)}')
+    if key == "fields":
+        return fields_problem(value)
+    if key == "generated_at":
+        return generated_at_problem(value)
+    return None
+
+
+def _printable(key: str) -> str:
+    return ascii(key[:40])[1:-1]
+
+
+def _read_jsonl(
+    lines_in: Iterator[str], progress: Callable[[int], None] | None, max_depth: int = DEFAULT_MAX_DEPTH
+) -> tuple[list, list[int], list[RowError]]:
     rows: list = []
     lines: list[int] = []
     errors: list[RowError] = []
-    loads = json.loads
-    # Not splitlines(): it also splits on U+2028 and friends, which JSON strings may hold raw.
-    for number, raw in enumerate(text.split("\n"), start=1):
+    decode = _decoder().decode
+    # Split at "\n" only (_lines): splitlines() would also split on U+2028, which JSON strings may hold raw.
+    for number, raw in enumerate(lines_in, start=1):
         if not raw.strip():
             continue
         try:
-            value = loads(raw)
+            value = decode(raw)
         except json.JSONDecodeError as e:
             errors.append(RowError(number, f"invalid JSON at column {e.colno}: {e.msg}"))
             continue
         except RecursionError:
-            errors.append(RowError(number, "invalid JSON: nested too deeply"))
+            errors.append(RowError(number, _too_deep(max_depth)))
             continue
+        except ValueError:  # an integer of more than 4300 digits
+            errors.append(RowError(number, "a number with more digits than JSON readers take"))
+            continue
+        if type(value) is not dict:  # a flat row is 2 deep; anything else is refused by validate_rows
+            problem = _value_problem(value, max_depth)
+            if problem and not isinstance(value, DuplicateKeys):
+                errors.append(RowError(number, problem))
+                continue
         rows.append(value)
         lines.append(number)
         if progress is not None and len(rows) % PROGRESS_EVERY == 0:
@@ -390,11 +596,20 @@ def _read_jsonl(text: str, progress: Callable[[int], None] | None) -> tuple[list
     return rows, lines, errors
 
 
+def _csv_lines(lines_in: Iterator[str]) -> Iterator[str]:
+    """Lines as open(newline='') gives them: a lone \\r also ends one (csv needs to see it)."""
+    for line in lines_in:
+        if "\r" in line and line.find("\r") != len(line) - 2:
+            yield from (piece for piece in _LONE_CR.findall(line) if piece)
+        else:
+            yield line
+
+
 def _read_csv(
-    name: str, text: str, progress: Callable[[int], None] | None
+    name: str, lines_in: Iterator[str], progress: Callable[[int], None] | None
 ) -> tuple[list, list[int], list[RowError]]:
-    # newline='' so quoted cells keep their own line breaks and csv sees every kind of line end.
-    reader = csv.reader(io.StringIO(text, newline=""))
+    # Line ends kept, so quoted cells keep their own line breaks and csv sees every kind of line end.
+    reader = csv.reader(_csv_lines(lines_in))
     try:
         header = next(reader)
         while not header:  # blank lines before the header
@@ -477,10 +692,12 @@ def _kind(value: object) -> str:
 
 def _show(value: object) -> str:
     """A value as JSON (so strings get double quotes), cut to a readable length."""
+    if isinstance(value, str) and not has_text_form(value):
+        value = value.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")
     try:
         shown = json.dumps(value, ensure_ascii=False)
-    except (TypeError, ValueError):
-        shown = repr(value)
+    except (TypeError, ValueError, RecursionError):
+        shown = f"<{_kind(value)}>"
     if len(shown) > _MAX_SHOWN:
         shown = shown[: _MAX_SHOWN - 3] + "..."
     return shown

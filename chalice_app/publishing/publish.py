@@ -14,23 +14,35 @@ import gzip
 import hashlib
 import json
 import sys
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from chalice_app.aws_clients import error_code
+from chalice_app.config.settings import Settings
 from chalice_app.contract import (
     DEFAULT_PREFIX,
     batch_key,
     date_from_key,
+    document_problem,
     is_valid_date,
+    model_problem,
     normalize_prefix,
     pointer_key,
 )
-from chalice_app.publishing.batch_input import InputError, RowError, read_batch_input, validate_rows
+from chalice_app.publishing.batch_input import (
+    InputError,
+    InputTooLarge,
+    RowError,
+    read_batch_input,
+    validate_rows,
+)
 
 GZIP_THRESHOLD_BYTES = 64 * 1024
 POINTER_ATTEMPTS = 5
+POINTER_MAX_BYTES = 64 * 1024  # a pointer is ~200 bytes; a bigger one is not read, only replaced
+READ_BACK_CHUNK = 1 << 20
 EXIT_OK, EXIT_AWS, EXIT_INPUT = 0, 1, 2
 # What S3 answers when a conditional write (If-None-Match / If-Match) loses.
 CONDITION_FAILED = ("PreconditionFailed", "412", "ConditionalRequestConflict")
@@ -68,7 +80,10 @@ def build_document(predictions: list[dict], date: str, meta: dict, model_name: s
     """The batch document of the contract, from rows and whatever metadata the file carried."""
     if meta.get("date") not in (None, date):
         raise PublishError(f"the file says date {meta['date']!r} but --date is {date}", EXIT_INPUT)
-    model = dict(meta.get("model") or {})
+    found = meta.get("model")
+    if found is not None and not isinstance(found, dict):
+        raise PublishError(model_problem(found) or "model must be an object", EXIT_INPUT)
+    model = dict(found or {})
     if model_name:
         model["name"] = model_name
     if model_version:
@@ -79,7 +94,7 @@ def build_document(predictions: list[dict], date: str, meta: dict, model_name: s
     doc: dict[str, Any] = {
         "date": date,
         "generated_at": generated_at or meta.get("generated_at") or _utc_now(),
-        "model": {"name": str(model["name"]), "version": str(model["version"])},
+        "model": {"name": model["name"], "version": model["version"]},
     }
     if meta.get("fields") is not None:
         doc["fields"] = meta["fields"]
@@ -102,36 +117,50 @@ def encode_document(doc: dict) -> tuple[bytes, bytes]:
 
 def publish_document(client: Any, bucket: str, prefix: str, doc: dict, *, force: bool = False,
                      dry_run: bool = False, progress: Progress = _quiet,
-                     rows_validated: bool = False) -> PublishResult:
+                     rows_validated: bool = False, limits: Settings | None = None) -> PublishResult:
     """Validate `doc`, upload it, read it back, then move the pointer if this date is the newest.
 
     `rows_validated=True` skips the row checks when the caller (the CLI) has just made them.
+    `limits` (default: the settings' defaults) bounds the batch as the API will read it: its JSON
+    (MAX_BATCH_BYTES) and what is stored (MAX_STORED_BYTES). Everything that can refuse a batch
+    does so before the upload; after it, every failure is a PublishError that says the batch is
+    uploaded, and running the same publish again finishes the job (an identical batch is resumed,
+    not refused as existing).
     """
     from botocore.exceptions import ClientError
 
-    date = doc.get("date")
-    if not is_valid_date(date):
-        raise PublishError(f"--date must be a real date written YYYY-MM-DD, got {date!r}", EXIT_INPUT)
-    rows = doc.get("predictions") or []
+    limits = limits or Settings()
+    problem = document_problem(doc)
+    if problem:
+        raise PublishError(problem, EXIT_INPUT)
+    date = doc["date"]
+    rows = doc["predictions"]
     errors = [] if rows_validated else validate_rows(rows, list(range(1, len(rows) + 1)))
     if errors:
         raise PublishError(f"{len(errors)} problem(s), first: {errors[0]}", EXIT_INPUT)
     prefix = normalize_prefix(prefix)
     key = batch_key(prefix, date)
     raw, body = encode_document(doc)
+    if len(raw) > limits.max_batch_bytes:
+        raise PublishError(f"the batch is {len(raw):,} bytes of JSON, over the {limits.max_batch_bytes:,} "
+                           "the API reads (MAX_BATCH_BYTES); nothing was uploaded", EXIT_INPUT)
+    if len(body) > limits.max_stored_bytes:
+        raise PublishError(f"the batch stores as {len(body):,} bytes, over the {limits.max_stored_bytes:,} "
+                           "the API reads (MAX_STORED_BYTES); nothing was uploaded", EXIT_INPUT)
     gzipped = body is not raw
+    digest = hashlib.sha256(raw).hexdigest()
     result = PublishResult(date, key, len(rows), len(body), len(raw), gzipped, False, dry_run)
     target = f"s3://{bucket}/{key}"
     if dry_run:
-        exists = _exists(client, bucket, key)
-        if exists and not force:
+        if not force and _stored_digest(client, bucket, key) is not None and not _unfinished(
+                client, bucket, prefix, key, date, digest):
             raise PublishError(f"{target} already exists; pass --force to replace it", EXIT_INPUT)
         progress(f"dry run: would upload {_size(len(body))}{' (gzip)' if gzipped else ''} to {target}")
         return result
     progress(f"uploading {_size(len(body))}{f' (gzip of {_size(len(raw))})' if gzipped else ''} to {target}")
     put: dict[str, Any] = {
         "Bucket": bucket, "Key": key, "Body": body, "ContentType": "application/json; charset=utf-8",
-        "Metadata": {"sha256": hashlib.sha256(raw).hexdigest(), "count": str(len(rows))},
+        "Metadata": {"sha256": digest, "count": str(len(rows))},
     }
     if gzipped:
         put["ContentEncoding"] = "gzip"
@@ -140,21 +169,72 @@ def publish_document(client: Any, bucket: str, prefix: str, doc: dict, *, force:
     try:
         client.put_object(**put)
     except ClientError as exc:
-        if error_code(exc) in CONDITION_FAILED:
+        if error_code(exc) not in CONDITION_FAILED:
+            raise
+        if not _unfinished(client, bucket, prefix, key, date, digest):
             raise PublishError(f"{target} already exists; pass --force to replace it", EXIT_INPUT) from None
+        progress(f"{target} already holds this batch: checking it and the pointer")
+    del body, put  # only its digest and size are needed from here on
+    try:
+        _verify(client, bucket, key, digest, len(raw))
+        del raw
+        progress(f"verified {target}")
+        moved = _move_pointer(client, bucket, prefix, doc, progress)
+    except PublishError as exc:
+        raise PublishError(f"{exc} (the batch is uploaded: running the same command again finishes it)",
+                           exc.exit_code) from None
+    except Exception as exc:  # noqa: BLE001 - whatever failed, say where things stand in one line
+        what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        raise PublishError(f"{target} is uploaded but latest.json was not moved ({what[:300]}); running the "
+                           "same command again finishes it", EXIT_AWS) from None
+    return PublishResult(date, key, len(rows), result.stored_bytes, result.raw_bytes, gzipped, moved)
+
+
+def _unfinished(client: Any, bucket: str, prefix: str, key: str, date: str, digest: str) -> bool:
+    """True when a run of this very publish uploaded the batch and failed before the pointer moved:
+    the stored batch has this batch's SHA-256 and latest.json names an older date (or nothing)."""
+    if _stored_digest(client, bucket, key) != digest:
+        return False
+    current, _ = _read_pointer(client, bucket, pointer_key(prefix))
+    return current is None or current < date
+
+
+def _stored_digest(client: Any, bucket: str, key: str) -> str | None:
+    """The sha256 a batch was published with ('' if it has none), None when there is no batch."""
+    from botocore.exceptions import ClientError
+
+    try:
+        head = client.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+            return None
         raise
-    _verify(client, bucket, key, raw)
-    progress(f"verified {target}")
-    moved = _move_pointer(client, bucket, prefix, doc, progress)
-    return PublishResult(date, key, len(rows), len(body), len(raw), gzipped, moved)
+    return (head.get("Metadata") or {}).get("sha256", "")
 
 
-def _verify(client: Any, bucket: str, key: str, raw: bytes) -> None:
-    from chalice_app.store.sources import decode_body
+def _verify(client: Any, bucket: str, key: str, digest: str, size: int) -> None:
+    """Read the object back in chunks, inflating as it comes, and compare its SHA-256 and size.
 
+    Bounded: never holds the object, and stops inflating one byte past the expected size.
+    """
     response = client.get_object(Bucket=bucket, Key=key)
-    stored = decode_body(response["Body"].read(), response.get("ContentEncoding"))
-    if hashlib.sha256(stored).digest() != hashlib.sha256(raw).digest():
+    gzipped = (response.get("ContentEncoding") or "").lower() == "gzip"
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS) if gzipped else None
+    sha, total = hashlib.sha256(), 0
+    stream = response["Body"]
+    try:
+        while total <= size and (chunk := stream.read(READ_BACK_CHUNK)):
+            if inflater is not None:
+                chunk = inflater.decompress(chunk, size + 1 - total)
+                if inflater.unconsumed_tail:  # more output than expected: a mismatch either way
+                    chunk += b"x"
+            sha.update(chunk)
+            total += len(chunk)
+    except zlib.error:
+        total = -1
+    finally:
+        stream.close()
+    if total != size or sha.hexdigest() != digest or (inflater is not None and not inflater.eof):
         raise PublishError(f"s3://{bucket}/{key} reads back different from what was uploaded; "
                            "the pointer was not moved", EXIT_AWS)
 
@@ -175,7 +255,11 @@ def _move_pointer(client: Any, bucket: str, prefix: str, doc: dict, progress: Pr
             newest = _newest_listed(client, bucket, prefix)
             current = newest if newest != date else None
         if current is not None and current > date:
-            progress(f"latest stays at {current} (newer than {date})")
+            hint = ""
+            if current > future_limit(Settings().future_date_days):
+                hint = (f"; {current} is in the future: if it was published by mistake, "
+                        f"predictions-retract --to <an earlier date> --reason ...")
+            progress(f"latest stays at {current} (newer than {date}){hint}")
             return False
         pointer = {"date": date, "generated_at": doc.get("generated_at"), "model": doc.get("model"),
                    "count": len(doc["predictions"]), "published_at": _utc_now()}
@@ -209,8 +293,9 @@ def _read_pointer(client: Any, bucket: str, key: str) -> tuple[str | None, str |
         raise
     etag = response.get("ETag")
     try:
-        date = json.loads(response["Body"].read()).get("date")
-    except (ValueError, AttributeError):
+        text = response["Body"].read(POINTER_MAX_BYTES + 1)
+        date = json.loads(text).get("date") if len(text) <= POINTER_MAX_BYTES else None
+    except (ValueError, AttributeError, RecursionError):  # not JSON, not an object, absurdly nested
         date = None
     # A corrupt pointer is replaced, not trusted: compare against the listing instead.
     return (date if is_valid_date(date) else None), etag
@@ -227,16 +312,23 @@ def _newest_listed(client: Any, bucket: str, prefix: str) -> str | None:
     return newest
 
 
-def _exists(client: Any, bucket: str, key: str) -> bool:
-    from botocore.exceptions import ClientError
+def today_utc() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
 
-    try:
-        client.head_object(Bucket=bucket, Key=key)
-    except ClientError as exc:
-        if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
-            return False
-        raise
-    return True
+
+def future_limit(days: int) -> str:
+    """The latest batch date accepted without --allow-future-date: today (UTC) plus `days`."""
+    return (today_utc() + dt.timedelta(days=days)).isoformat()
+
+
+def stage_limits(stage: str | None, bucket: str | None) -> Settings:
+    """The limits of the stage whose API will read the batch (the defaults with --bucket)."""
+    if bucket:
+        return Settings()
+    from chalice_app.config.settings import load_settings
+    from chalice_app.config.stage_file import stage_environment
+
+    return load_settings(stage_environment(stage or "local"))
 
 
 def _size(n: int) -> str:
@@ -284,25 +376,57 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--model-version", help="model version (required likewise)")
     p.add_argument("--dry-run", action="store_true", help="validate and show what would happen; write nothing")
     p.add_argument("--force", action="store_true", help="replace a batch already published for this date")
+    p.add_argument("--max-bytes", type=_byte_count, metavar="N",
+                   help="refuse a file of more than N bytes once decompressed, before reading it whole "
+                        "(default: the stage's MAX_BATCH_BYTES, 64 MiB unless set; the batch's JSON must "
+                        "fit the stage's MAX_BATCH_BYTES whatever N is)")
+    p.add_argument("--allow-future-date", action="store_true",
+                   help="accept a --date more than FUTURE_DATE_DAYS (default 2) after today (UTC)")
     p.add_argument("--quiet", action="store_true", help="no progress lines, only the result")
     return p
+
+
+def _byte_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of bytes, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 def main(argv: list[str] | None = None, client: Any = None) -> int:
     args = parser().parse_args(argv)
     say: Progress = _quiet if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+    limit_source = "--max-bytes"
     try:
         if not is_valid_date(args.date):
             raise PublishError(f"--date must be a real date written YYYY-MM-DD, got {args.date!r}", EXIT_INPUT)
         bucket, prefix = resolve_target(args.stage, args.bucket, args.prefix)
-        parsed = read_batch_input(args.file, args.format, progress=lambda n: say(f"read {n:,} rows"))
+        limits = stage_limits(args.stage, args.bucket)
+        # --max-bytes bounds the input only: the batch itself must stay readable by the stage's API.
+        max_bytes = args.max_bytes or limits.max_batch_bytes
+        if args.max_bytes is None:
+            limit_source = (f"MAX_BATCH_BYTES of stage {args.stage or 'local'}" if not args.bucket
+                            else "the default MAX_BATCH_BYTES") + "; --max-bytes changes it"
+        if args.date > future_limit(limits.future_date_days) and not args.allow_future_date:
+            raise PublishError(f"--date {args.date} is more than {limits.future_date_days} day(s) after today "
+                               f"({today_utc().isoformat()} UTC); a typo here would pin latest there. "
+                               "Pass --allow-future-date if you mean it", EXIT_INPUT)
+        parsed = read_batch_input(args.file, args.format, progress=lambda n: say(f"read {n:,} rows"),
+                                  max_bytes=max_bytes, max_depth=limits.max_json_depth)
         if parsed.errors:
             _report_rows(args.file, parsed.errors)
             return EXIT_INPUT
         say(f"{args.file}: {len(parsed.predictions):,} valid predictions")
         doc = build_document(parsed.predictions, args.date, parsed.meta, args.model_name, args.model_version)
+        del parsed
         result = publish_document(client or make_client(), bucket, prefix, doc, force=args.force,
-                                  dry_run=args.dry_run, progress=say, rows_validated=True)
+                                  dry_run=args.dry_run, progress=say, rows_validated=True, limits=limits)
+    except InputTooLarge as exc:
+        print(f"error: {exc} ({limit_source}); nothing was uploaded", file=sys.stderr)
+        return EXIT_INPUT
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT

@@ -4,21 +4,32 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from chalice_app.store.batch import Batch
 from chalice_app.website.view import is_number
 
 CHART_TOP = 20
+_TINY = 1e-300  # spans below this draw on a unit axis (10**e would leave the normal floats)
 
 def _nice_step(span: float, ticks: int = 4) -> float:
+    """A round step (1, 2, 2.5 or 5 times a power of ten) of at least span / ticks; finite for any finite span."""
     raw = span / ticks
-    magnitude = 10 ** math.floor(math.log10(raw))
-    return next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    if not raw >= _TINY:  # zero, or too small for 10**e to be a normal float: a unit axis
+        return 1.0
+    exponent = min(math.floor(math.log10(raw)), 307)
+    magnitude = 10.0**exponent
+    return next((m * magnitude for m in (1, 2, 2.5, 5) if m * magnitude >= raw), 10 * magnitude)
 
 
-def _num(value: float) -> str:
-    return f"{value:.1f}".removesuffix(".0")
+def _num(value: float | Decimal) -> str:
+    """A short label: one decimal for everyday magnitudes, three significant digits beyond them."""
+    if value == 0:
+        return "0"
+    if 0.05 <= abs(value) < 1e9:
+        return f"{value:.1f}".removesuffix(".0")
+    return f"{value:.3g}"
 
 
 def _short(label: str, limit: int = 26) -> str:
@@ -31,52 +42,69 @@ CHART_WIDTH, LABEL_WIDTH, PLOT_X, PLOT_WIDTH, ROW_HEIGHT, BAR_HEIGHT, TOP_PAD = 
 
 @dataclass(frozen=True)
 class _Scale:
-    lo: float
-    hi: float
+    """An axis from lo * step to hi * step. lo and hi count steps (ints), so no end of the axis is
+    ever computed as a float: with values near ±1.7e308 it would overflow to inf."""
+
+    lo: int
+    hi: int
     step: float
 
     def x(self, value: float) -> float:
-        return PLOT_X + (value - self.lo) / (self.hi - self.lo) * PLOT_WIDTH
+        # value / step is at most a few steps for the values the scale was made of.
+        return PLOT_X + (value / self.step - self.lo) / (self.hi - self.lo) * PLOT_WIDTH
+
+    def ticks(self) -> list[tuple[float, str]]:
+        step = Decimal(repr(self.step))  # exact: k * step as a float could overflow
+        count = self.hi - self.lo
+        return [(PLOT_X + k / count * PLOT_WIDTH, _num(step * (self.lo + k))) for k in range(count + 1)]
 
 
-def _scale_of(rows: list[dict]) -> _Scale:
-    """An axis from zero (or the lowest bound) to the highest bound, on round tick steps."""
-    ceiling = max(max((*_range_of(item), item["value"])) for item in rows)
-    floor = min(0.0, min(min((*_range_of(item), item["value"])) for item in rows))
-    step = _nice_step(ceiling - floor) if ceiling > floor else 1.0
-    lo, hi = step * math.floor(floor / step), step * math.ceil(ceiling / step)
-    return _Scale(lo, hi if hi > lo else lo + step, step)  # all values equal: still a drawable axis
+def _scale_of(rows: list[tuple[dict, float, tuple[float, ...]]]) -> _Scale:
+    """An axis that holds zero and every value and bound, on round tick steps."""
+    ceiling = max(0.0, max(max((*bounds, value)) for _, value, bounds in rows))
+    floor = min(0.0, min(min((*bounds, value)) for _, value, bounds in rows))
+    # Halves first: ceiling - floor itself can overflow (1.7e308 - -1.7e308); each half cannot.
+    step = _nice_step(ceiling / 2 - floor / 2, ticks=2)
+    lo, hi = math.floor(floor / step), math.ceil(ceiling / step)
+    return _Scale(lo, hi if hi > lo else lo + 1, step)  # all values zero: still a drawable axis
 
 
-def _bar(item: dict, n: int, scale: _Scale) -> dict[str, Any]:
+def _bar(row: tuple[dict, float, tuple[float, ...]], n: int, scale: _Scale) -> dict[str, Any]:
+    item, value, bounds = row
     y = TOP_PAD + n * ROW_HEIGHT
     mid = y + BAR_HEIGHT / 2
     name = str(item.get("label") or item["id"])
-    bounds = _range_of(item)
     range_path = None
     if bounds:
         a, b = scale.x(min(bounds)), scale.x(max(bounds))
         range_path = f"M{a:.1f} {mid:.1f}H{b:.1f}M{a:.1f} {mid - 4:.1f}v8M{b:.1f} {mid - 4:.1f}v8"
-    shown = _num(item["value"]) + (f" ({_num(min(bounds))}–{_num(max(bounds))})" if bounds else "")
+    shown = _num(value) + (f" ({_num(min(bounds))}–{_num(max(bounds))})" if bounds else "")
     # Bars grow from zero, so a negative value points left of the axis instead of looking small.
-    start, end = sorted((scale.x(0.0), scale.x(item["value"])))
+    start, end = sorted((scale.x(0.0), scale.x(value)))
     return {"label": _short(name), "tooltip": f"{name} ({item['id']}): {shown}", "y": y,
             "text_y": f"{y + BAR_HEIGHT - 1:.0f}", "x": f"{start:.1f}", "width": f"{end - start:.1f}",
-            "range": range_path, "value": _num(item["value"]),
-            "value_x": f"{scale.x(max((*bounds, item['value']))) + 6:.1f}"}
+            "range": range_path, "value": _num(value),
+            "value_x": f"{scale.x(max((*bounds, value))) + 6:.1f}"}
 
 
 def chart_of(batch: Batch, top: int = CHART_TOP) -> dict[str, Any] | None:
-    """Geometry of a horizontal bar chart of the `top` largest values, or None without values."""
-    rows = [item for item in batch.items if is_number(item.get("value")) and math.isfinite(item["value"])]
+    """Geometry of a horizontal bar chart of the `top` largest values, or None without values.
+
+    Any batch the store reads is drawn: every number is taken as a float first, and one that is
+    not finite as a float (an integer of 400 digits) is left out of the chart, not a crash.
+    """
+    rows = []
+    for item in batch.items:
+        value = _finite(item.get("value"))
+        if value is not None:
+            rows.append((item, value, _range_of(item)))
     if not rows:
         return None
-    rows = sorted(rows, key=lambda item: (-item["value"], item["id"]))[:top]
+    rows = sorted(rows, key=lambda row: (-row[1], row[0]["id"]))[:top]
     scale = _scale_of(rows)
-    bars = [_bar(item, n, scale) for n, item in enumerate(rows)]
+    bars = [_bar(row, n, scale) for n, row in enumerate(rows)]
     bottom = TOP_PAD + len(rows) * ROW_HEIGHT
-    ticks = [{"x": f"{scale.x(scale.lo + k * scale.step):.1f}", "label": _num(scale.lo + k * scale.step)}
-             for k in range(round((scale.hi - scale.lo) / scale.step) + 1)]
+    ticks = [{"x": f"{x:.1f}", "label": label} for x, label in scale.ticks()]
     ranges = any(bar["range"] for bar in bars)
     return {
         "width": CHART_WIDTH, "height": bottom + 22, "top": TOP_PAD - 4, "bottom": bottom,
@@ -89,8 +117,17 @@ def chart_of(batch: Batch, top: int = CHART_TOP) -> dict[str, Any] | None:
     }
 
 
+def _finite(value: object) -> float | None:
+    """The value as a finite float, or None (not a number, NaN, infinite, or too big for a float)."""
+    if not is_number(value):
+        return None
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
 def _range_of(item: dict) -> tuple[float, ...]:
-    bounds = (item.get("lower"), item.get("upper"))
-    if all(is_number(v) and math.isfinite(v) for v in bounds):
-        return tuple(float(v) for v in bounds)
-    return ()
+    bounds = (_finite(item.get("lower")), _finite(item.get("upper")))
+    return bounds if None not in bounds else ()  # type: ignore[return-value]

@@ -129,14 +129,23 @@ def batch_pages(renderer: Renderer, batch: Batch, nav_dates: list[str], latest: 
 
 
 def api_page(renderer: Renderer, latest: Batch) -> bytes:
+    """The API page. Its curl examples quote the whole URL ("$SITE/api/..."), and every piece taken
+    from the batch (date, id, sort field) is percent-encoded by url_piece, which leaves nothing a
+    shell could act on inside those quotes: a copied example is one command whatever the data holds.
+    A field that cannot be a sort parameter as it stands (url_piece gives None) is not offered,
+    neither in the examples nor in the list of sort fields."""
+    from chalice_app.website.view import url_piece  # local import: only api_page uses it
+
     numeric = [c.name for c in columns_of(latest) if c.numeric]
-    example = {"date": latest.date, "id": latest.items[0]["id"] if latest.items else "ID",
-               "sort": "value" if "value" in latest.field_names else (numeric or ["id"])[0]}
+    sortable = (["value"] if "value" in latest.field_names else []) + numeric
+    first_id = latest.items[0].get("id") if latest.items and isinstance(latest.items[0], dict) else None
+    example = {"date": url_piece(latest.date) or "YYYY-MM-DD", "id": url_piece(first_id) or "ID",
+               "sort": next((piece for piece in map(url_piece, sortable) if piece), "id")}
     return renderer.page(
         "api.html", title="Predictions API", section="api", script=False,
         description="Routes, parameters and curl examples of the read-only JSON predictions API.",
         limits={"min": 1, "max": MAX_LIMIT, "default": DEFAULT_LIMIT, "q": MAX_Q_LENGTH},
-        field_names=sorted(latest.field_names), example=example,
+        field_names=sorted(name for name in latest.field_names if url_piece(name)), example=example,
     )
 
 

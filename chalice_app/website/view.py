@@ -9,6 +9,7 @@ import datetime as dt
 import json
 import math
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from chalice_app.store.batch import Batch
@@ -53,11 +54,39 @@ def cell_text(value: object) -> str:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
-        return str(int(value))  # JavaScript prints 251.0 as "251"
+    if isinstance(value, int) and -(2**53) <= value <= 2**53:
+        return str(value)
     if is_number(value):
-        return repr(value)  # shortest round-trip digits, as JavaScript's String(number)
+        # The browser reads every JSON number as a double: a 400-digit integer is Infinity there.
+        try:
+            return js_number(float(value))  # type: ignore[arg-type]
+        except OverflowError:
+            return "Infinity" if value > 0 else "-Infinity"  # type: ignore[operator]
     return str(value)
+
+
+def js_number(x: float) -> str:
+    """JavaScript's String(x) (ECMAScript Number::toString): 251.0 -> "251", 1.5e-7 -> "1.5e-7",
+    1e21 -> "1e+21", for any float, from the shortest round-trip digits as JavaScript uses."""
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "Infinity" if x > 0 else "-Infinity"
+    if x == 0:
+        return "0"
+    _, digit_tuple, exponent = Decimal(repr(abs(x))).normalize().as_tuple()
+    digits = "".join(map(str, digit_tuple))
+    k, n = len(digits), len(digits) + int(exponent)  # x = 0.digits * 10**n
+    if k <= n <= 21:
+        text = digits + "0" * (n - k)
+    elif 0 < n <= 21:
+        text = f"{digits[:n]}.{digits[n:]}"
+    elif -6 < n <= 0:
+        text = "0." + "0" * -n + digits
+    else:
+        e = n - 1
+        text = digits[0] + (f".{digits[1:]}" if k > 1 else "") + f"e{'+' if e > 0 else '-'}{abs(e)}"
+    return text if x > 0 else "-" + text
 
 
 def thousands(value: int) -> str:
@@ -73,10 +102,10 @@ def _model_text(model: object) -> str:
 def _time_text(iso: object) -> str:
     try:
         moment = dt.datetime.fromisoformat(str(iso))
-    except ValueError:
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(dt.UTC)  # OverflowError for 0001-01-01T00:00+01:00
+    except (ValueError, OverflowError):
         return str(iso or "unknown time")
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(dt.UTC)
     return moment.strftime("%Y-%m-%d %H:%M") + (" UTC" if moment.tzinfo is not None else "")
 
 
@@ -125,3 +154,28 @@ def date_nav(dates: list[str], current: str, latest: str) -> dict[str, Any]:
     newer = {"date": dates[pos - 1], "url": date_url(dates[pos - 1])} if pos > 0 else None
     older = {"date": dates[pos + 1], "url": date_url(dates[pos + 1])} if pos + 1 < len(dates) else None
     return {"dates": entry, "newer": newer, "older": older}
+
+
+_URL_INERT = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~:%")
+
+
+def url_piece(text: object) -> str | None:
+    """`text` percent-encoded as one URL path segment or query value; None if it cannot be one.
+
+    Everything but A-Z a-z 0-9 - . _ ~ : is encoded, so the result holds no character a POSIX shell
+    treats specially, not even inside double quotes ($ ` \\ " ! whitespace): between the quotes of
+    the API page's "$SITE/api/..." it is as inert as if single-quoted, and a copied curl example
+    stays one command whatever the batch holds. A valid date or id (contract.ID_PATTERN) comes back
+    as it is, which matters: chalice local does not decode path parameters. None for what no reader
+    could use as it stands: a non-string, an empty string, a control character, or text without a
+    UTF-8 form (a lone surrogate).
+    """
+    import urllib.parse  # local: keeps this appended helper self-contained
+
+    if not isinstance(text, str) or not text or any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in text):
+        return None
+    try:
+        piece = urllib.parse.quote(text, safe=":", errors="strict")
+    except UnicodeEncodeError:
+        return None
+    return piece if _URL_INERT.issuperset(piece) else None

@@ -1,0 +1,146 @@
+"""Move `latest` back to an earlier, already published date, on purpose: the operator's undo.
+
+    predictions-retract --stage S --to YYYY-MM-DD --reason "..."    (or --bucket B [--prefix P])
+    python -m chalice_app.publishing.retract ...
+
+Publishing only ever moves the pointer forward, so a batch published under a wrong date (a typo
+such as 2062-11-21) would stay latest for good. This command points latest.json at `--to`, which
+must name a batch that exists, with a conditional write (If-Match on the pointer's ETag, or
+If-None-Match when there is none): if anything moved the pointer since it was read, nothing is
+written and the command says so. The pointer records the retraction (from, reason, when, who).
+The retracted batch itself stays in the bucket (batches are immutable); the next publish of a
+date after `--to` moves latest forward as usual.
+
+Exit codes: 0 done (or nothing to do), 2 bad input (nothing written), 1 AWS error or a race lost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import getpass
+import json
+import sys
+from typing import Any
+
+from chalice_app.aws_clients import error_code
+from chalice_app.contract import batch_key, is_valid_date, pointer_key
+from chalice_app.publishing.publish import (
+    CONDITION_FAILED,
+    EXIT_AWS,
+    EXIT_INPUT,
+    EXIT_OK,
+    PublishError,
+    _read_pointer,
+    _stored_digest,
+    _utc_now,
+    make_client,
+    resolve_target,
+)
+
+MAX_REASON = 500
+
+
+def who() -> str | None:
+    """The operator's login name, when the system knows it."""
+    try:
+        return getpass.getuser() or None
+    except Exception:  # noqa: BLE001 - no user name in this environment: record none
+        return None
+
+
+def retract(client: Any, bucket: str, prefix: str, to: str, reason: str, *, by: str | None = None) -> str | None:
+    """Point latest at `to`; returns the date it named before (None if there was no pointer).
+
+    Raises PublishError (exit 2) when `to` has no batch or is not earlier than latest, and
+    (exit 1) when the pointer changed between the read and the write.
+    """
+    if not is_valid_date(to):
+        raise PublishError(f"--to must be a real date written YYYY-MM-DD, got {to!r}", EXIT_INPUT)
+    reason = " ".join(reason.split())
+    if not reason:
+        raise PublishError("--reason must say why (it is recorded in latest.json)", EXIT_INPUT)
+    if len(reason) > MAX_REASON:
+        raise PublishError(f"--reason is longer than {MAX_REASON} characters", EXIT_INPUT)
+    target = batch_key(prefix, to)
+    if _stored_digest(client, bucket, target) is None:
+        raise PublishError(f"s3://{bucket}/{target} does not exist: latest can only name a published "
+                           "batch; nothing was changed", EXIT_INPUT)
+    key = pointer_key(prefix)
+    current, etag = _read_pointer(client, bucket, key)
+    if current == to:
+        return current
+    if current is not None and current < to:
+        raise PublishError(f"latest is {current}, earlier than {to}: retract moves latest back; "
+                           "publishing moves it forward", EXIT_INPUT)
+    pointer = {"date": to, "retracted": {"from": current, "reason": reason, "at": _utc_now(), "by": by}}
+    put: dict[str, Any] = {"Bucket": bucket, "Key": key, "ContentType": "application/json",
+                           "CacheControl": "no-cache",
+                           "Body": json.dumps(pointer, ensure_ascii=False, separators=(",", ":")).encode()}
+    if etag:
+        put["IfMatch"] = etag
+    else:
+        put["IfNoneMatch"] = "*"
+    from botocore.exceptions import ClientError
+
+    try:
+        client.put_object(**put)
+    except ClientError as exc:
+        if error_code(exc) in CONDITION_FAILED:
+            now, _ = _read_pointer(client, bucket, key)
+            raise PublishError(f"s3://{bucket}/{key} changed while retracting (latest is now {now}); "
+                               "nothing was written: look, then run again", EXIT_AWS) from None
+        raise
+    return current
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m chalice_app.publishing.retract",
+        description="Point latest.json back at an earlier published date (to retract a bad batch, "
+                    "such as one published under a mistyped future date). Conditional on the pointer "
+                    "not changing meanwhile; the reason, time and user are recorded in latest.json.",
+        epilog="Exit codes: 0 done, 2 bad input (nothing written), 1 AWS error or the pointer changed "
+               "meanwhile. Example: predictions-retract --stage prod --to 2026-11-30 "
+               "--reason 'published 2062-11-21 by mistake (typo)'",
+    )
+    p.add_argument("--to", required=True, help="the date latest should name, YYYY-MM-DD; its batch must exist")
+    p.add_argument("--reason", required=True, help="why, recorded in latest.json")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--stage", help="bucket and prefix from this stage of .chalice/config.json (default: local)")
+    where.add_argument("--bucket", help="the predictions bucket (instead of --stage)")
+    p.add_argument("--prefix", help="key prefix (default: the stage's PREDICTIONS_PREFIX or predictions/)")
+    p.add_argument("--by", help="who retracts, recorded in latest.json (default: the login name)")
+    return p
+
+
+def main(argv: list[str] | None = None, client: Any = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        bucket, prefix = resolve_target(args.stage, args.bucket, args.prefix)
+        by = args.by or who()
+        before = retract(client or make_client(), bucket, prefix, args.to, args.reason, by=by)
+    except PublishError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except Exception as exc:
+        if type(exc).__module__.startswith(("botocore", "boto3")):
+            print(f"error: AWS: {exc}", file=sys.stderr)
+            return EXIT_AWS
+        if isinstance(exc, ValueError):  # StageError: bad input
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_INPUT
+        raise
+    if before == args.to:
+        print(f"latest is already {args.to}; nothing was changed")
+    else:
+        # The one log line of the operation: what, from where, why, when and who.
+        print(json.dumps({"event": "latest_retracted", "bucket": bucket, "pointer": pointer_key(prefix),
+                          "to": args.to, "from": before, "reason": " ".join(args.reason.split()),
+                          "by": by, "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")},
+                         ensure_ascii=False))
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
