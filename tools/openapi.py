@@ -42,7 +42,8 @@ def _components() -> dict[str, Any]:
     error_codes = [
         "invalid_date", "invalid_id", "invalid_limit", "invalid_order", "invalid_sort", "invalid_q",
         "invalid_cursor", "unknown_parameter", "repeated_parameter", "batch_not_found",
-        "prediction_not_found", "not_found", "storage_unavailable", "not_configured", "internal_error",
+        "prediction_not_found", "not_found", "storage_unavailable", "batch_too_large", "not_configured",
+        "internal_error",
         "method_not_allowed", "unsupported_media_type", "bad_request",
     ]
     security_headers = {
@@ -200,6 +201,7 @@ def _components() -> dict[str, Any]:
             "BadRequest": error("a bad date, id or query parameter; `code` names which"),
             "NotFound": error("no such batch (`batch_not_found`) or id (`prediction_not_found`)"),
             "Unavailable": error("S3 cannot be read and nothing cached can answer (`storage_unavailable`), "
+                                 "the batch is over the stage's size limits (`batch_too_large`), "
                                  "or the stage names no bucket (`not_configured`)",
                                  {"Retry-After": _ref("headers", "Retry-After")}),
             "InternalError": error("a bug: never a traceback, only `internal_error`"),

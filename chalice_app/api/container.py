@@ -57,11 +57,13 @@ def store() -> PredictionStore:
 
                 cfg = settings()
                 current = _state["store"] = PredictionStore(
-                    S3Source(make_s3_client(cfg), cfg.bucket),
+                    S3Source(make_s3_client(cfg), cfg.bucket, max_stored_bytes=cfg.max_stored_bytes,
+                             max_batch_bytes=cfg.max_batch_bytes),
                     cfg.prefix,
                     pointer_ttl=cfg.pointer_ttl,
                     batch_ttl=cfg.batch_ttl,
                     max_batches=cfg.max_cached_batches,
+                    max_json_depth=cfg.max_json_depth,
                 )
     return current
 

@@ -87,11 +87,13 @@ def api_view(view: Callable[..., Response]) -> Callable[..., Response]:
         except BatchNotFound as exc:
             what = "no batch has been published yet" if str(exc) == "latest" else f"no batch for {exc}"
             return error_response(ApiError(404, "batch_not_found", what))
-        except StoreUnavailable:
-            retry = str(container.settings().retry_after)
+        except StoreUnavailable as exc:
+            retry = {"Retry-After": str(container.settings().retry_after)}
+            if exc.code == "batch_too_large":
+                return error_response(ApiError(503, "batch_too_large",
+                                               "the batch is larger than this stage is set to serve", retry))
             return error_response(ApiError(503, "storage_unavailable",
-                                           "predictions cannot be read right now; retry shortly",
-                                           {"Retry-After": retry}))
+                                           "predictions cannot be read right now; retry shortly", retry))
         except Exception as exc:  # noqa: BLE001 - the last line of defence: never a traceback
             log_event("unhandled_error", error=type(exc).__name__, detail=str(exc)[:500])
             return error_response(ApiError(500, "internal_error", "internal error"))
@@ -152,13 +154,12 @@ def health() -> Response:
 @api_view
 def list_dates() -> Response:
     _query_none()
-    store = container.store()
-    dates = store.dates()
-    latest = store.latest_date()
-    container.note_cache_hit(dates.hit and latest.hit)
-    merged = Answer(None, dates.stale or latest.stale)
-    cache_control, extra = _cache_headers(merged, container.settings().latest_max_age)
-    return json_response({"latest": latest.value, "dates": dates.value}, cache_control=cache_control,
+    # One answer from the store, so that `latest` is always one of `dates` (see overview()).
+    answer = container.store().overview()
+    container.note_cache_hit(answer.hit)
+    latest, dates = answer.value
+    cache_control, extra = _cache_headers(answer, container.settings().latest_max_age)
+    return json_response({"latest": latest, "dates": dates}, cache_control=cache_control,
                          if_none_match=_if_none_match(), extra_headers=extra)
 
 

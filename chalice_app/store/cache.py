@@ -9,7 +9,6 @@ can answer does the caller get StoreUnavailable (the API turns it into a 503).
 from __future__ import annotations
 
 import gc
-import json
 import math
 import threading
 import time
@@ -18,8 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from chalice_app.config.settings import Settings
 from chalice_app.contract import batch_key, is_valid_date, pointer_key
 from chalice_app.logs import log_event
+from chalice_app.store import contract_json
 from chalice_app.store.batch import Batch, BatchContractError
 from chalice_app.store.sources import CorruptObject, Fetched, NotFound, Source, SourceUnavailable
 
@@ -29,6 +30,7 @@ T = TypeVar("T")
 # outage costs one slow request every few seconds rather than every request.
 FAULT_BACKOFF_SECONDS = 5.0
 MAX_NEGATIVE_ENTRIES = 256
+DEFAULT_MAX_JSON_DEPTH = Settings().max_json_depth
 
 
 class BatchNotFound(Exception):
@@ -36,11 +38,16 @@ class BatchNotFound(Exception):
 
 
 class StoreUnavailable(Exception):
-    """The source failed and nothing cached can answer."""
+    """The source failed and nothing cached can answer.
 
-    def __init__(self, reason: str, code: str) -> None:
+    `contract` is True when the object was read but breaks the contract (corrupt, too large, ...)
+    rather than the source being unreachable: for the pointer, that means "no usable pointer".
+    """
+
+    def __init__(self, reason: str, code: str, contract: bool | None = None) -> None:
         super().__init__(reason)
         self.code = code
+        self.contract = code == "contract" if contract is None else contract
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,7 @@ class _Failed:
 
     reason: str
     code: str
+    contract: bool
 
 
 def _is_value(value: object) -> bool:
@@ -71,6 +79,7 @@ class _Entry:
     etag: str | None
     fresh_until: float
     stale: bool = False
+    checked: int = 0  # when the source last confirmed the value, in the store's read order
 
 
 class PredictionStore:
@@ -84,6 +93,7 @@ class PredictionStore:
         pointer_ttl: float = 30.0,
         batch_ttl: float = 300.0,
         max_batches: int = 8,
+        max_json_depth: int = DEFAULT_MAX_JSON_DEPTH,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.source = source
@@ -91,15 +101,18 @@ class PredictionStore:
         self.pointer_ttl = pointer_ttl
         self.batch_ttl = batch_ttl
         self.max_batches = max(1, max_batches)
+        self.max_json_depth = max_json_depth
         self.clock = clock
         self._lock = threading.RLock()
+        self._reads = 0  # counts the source's answers, to tell which of two cached reads is newer
         self._meta: dict[str, _Entry] = {}
         self._batches: OrderedDict[str, _Entry] = OrderedDict()
 
     # -- public -----------------------------------------------------------------------------
 
     def dates(self) -> Answer[list[str]]:
-        """Every published date, newest first."""
+        """Every published date (its batch key exists), newest first. See overview() for the
+        listing and the latest date as one consistent answer."""
         return self._cached(self._meta, "dates", self.pointer_ttl,
                             lambda etag: self.source.list_dates(self.prefix), lambda v: v)
 
@@ -108,13 +121,42 @@ class PredictionStore:
         try:
             pointer = self._cached(self._meta, "pointer", self.pointer_ttl,
                                    lambda etag: self.source.get(pointer_key(self.prefix), etag),
-                                   _parse_pointer)
+                                   _parse_pointer_of(self.max_json_depth))
         except (NotFound, StoreUnavailable) as exc:
-            if isinstance(exc, StoreUnavailable) and exc.code != "contract":
+            if isinstance(exc, StoreUnavailable) and not exc.contract:
                 raise
+            # No pointer, or one that breaks the contract (corrupt, too deep, too large): as documented
+            # for a missing pointer, the newest dated batch is latest.
             listing = self.dates()
             return Answer(listing.value[0] if listing.value else None, listing.stale, listing.hit)
         return pointer
+
+    def overview(self) -> Answer[tuple[str | None, list[str]]]:
+        """(latest date, every date newest first), consistent with each other whatever the TTLs.
+
+        The pointer and the listing are cached apart, so a listing read before the pointer moved
+        may not hold the pointer's date yet: it is then read again (at most once per pointer read,
+        never during a fault's backoff). A pointer naming a date with no batch is treated as
+        resolve('latest') treats it: the newest batch that exists is latest. So `latest` is always
+        one of `dates`, and it is what /predictions/latest serves.
+        """
+        with self._lock:
+            latest = self.latest_date()
+            listing = self.dates()
+            value = latest.value
+            if value is not None and value not in listing.value:
+                if self._checked("dates") < self._checked("pointer"):
+                    self._expire("dates")
+                    listing = self.dates()
+                if value not in listing.value:
+                    cached = self._batches.get(value)
+                    if cached is not None and _is_value(cached.value):
+                        # Read and parsed already (a listing served stale during a fault, say).
+                        listing = Answer(sorted([*listing.value, value], reverse=True), listing.stale,
+                                         listing.hit)
+                    else:
+                        value = listing.value[0] if listing.value else None
+            return Answer((value, listing.value), latest.stale or listing.stale, latest.hit and listing.hit)
 
     def batch(self, date: str) -> Answer[Batch]:
         """The batch of one date. Raises BatchNotFound or StoreUnavailable."""
@@ -125,8 +167,13 @@ class PredictionStore:
             try:
                 answer = self._cached(self._batches, date, self.batch_ttl,
                                       lambda etag: self.source.get(batch_key(self.prefix, date), etag),
-                                      _parse_batch_of(date))
+                                      _parse_batch_of(date, self.max_json_depth))
             except NotFound:
+                # A listed date whose batch is gone: the listing is out of date, read it again.
+                listing, missing = self._meta.get("dates"), self._batches.get(date)
+                if (listing is not None and _is_value(listing.value) and date in listing.value
+                        and missing is not None and listing.checked < missing.checked):
+                    self._expire("dates")
                 raise BatchNotFound(date) from None
             self._batches.move_to_end(date)
             if len(self._batches) > self.max_batches:
@@ -154,6 +201,21 @@ class PredictionStore:
 
     # -- cache ------------------------------------------------------------------------------
 
+    def _checked(self, key: str) -> int:
+        """When the source last confirmed this _meta entry (0: never, or no value to confirm)."""
+        entry = self._meta.get(key)
+        return entry.checked if entry is not None and _is_value(entry.value) else 0
+
+    def _expire(self, key: str) -> None:
+        """Make the next read of this _meta entry ask the source, unless a fault's backoff is on."""
+        entry = self._meta.get(key)
+        if entry is not None and _is_value(entry.value) and not entry.stale:
+            entry.fresh_until = -math.inf
+
+    def _next_read(self) -> int:
+        self._reads += 1
+        return self._reads
+
     def _cached(self, table: dict, key: str, ttl: float,
                 load: Callable[[str | None], Any], parse: Callable[[Any], Any]) -> Answer:
         with self._lock:
@@ -163,32 +225,35 @@ class PredictionStore:
                 if entry.value is _MISSING:
                     raise NotFound(key)
                 if isinstance(entry.value, _Failed):
-                    raise StoreUnavailable(entry.value.reason, entry.value.code)
+                    raise StoreUnavailable(entry.value.reason, entry.value.code, entry.value.contract)
                 return Answer(entry.value, entry.stale, True)
             have = entry is not None and _is_value(entry.value)
             try:
                 loaded = load(entry.etag if have else None)
                 if loaded is None:  # 304: the parsed copy is still current
-                    entry.fresh_until, entry.stale = now + ttl, False
+                    entry.fresh_until, entry.stale, entry.checked = now + ttl, False, self._next_read()
                     return Answer(entry.value, False, True)
                 value = parse(loaded)
             except NotFound:
-                table[key] = _Entry(_MISSING, None, now + ttl)
+                table[key] = _Entry(_MISSING, None, now + ttl, checked=self._next_read())
                 self._trim_negative(table)
                 raise
             except (SourceUnavailable, CorruptObject, BatchContractError) as exc:
-                code = exc.code if isinstance(exc, SourceUnavailable) else "contract"
+                # A contract fault (the object was read, but is corrupt, too large, too deep, ...)
+                # is handled like an outage: logged once, the last good copy served if there is one.
+                contract = not isinstance(exc, SourceUnavailable)
+                code = getattr(exc, "code", "contract")
                 log_event("source_fault", key=key, code=code, reason=str(exc), served_stale=have)
                 if have:
                     entry.fresh_until, entry.stale = now + FAULT_BACKOFF_SECONDS, True
                     return Answer(entry.value, True, True)
                 # Nothing to serve: the failure itself is remembered for the backoff, so a cold
                 # container does not spend attempts x timeout on every request of an outage.
-                table[key] = _Entry(_Failed(str(exc), code), None, now + FAULT_BACKOFF_SECONDS)
+                table[key] = _Entry(_Failed(str(exc), code, contract), None, now + FAULT_BACKOFF_SECONDS)
                 self._trim_negative(table)
-                raise StoreUnavailable(str(exc), code) from None
+                raise StoreUnavailable(str(exc), code, contract) from None
             etag = loaded.etag if isinstance(loaded, Fetched) else None
-            table[key] = _Entry(value, etag, now + ttl)
+            table[key] = _Entry(value, etag, now + ttl, checked=self._next_read())
             return Answer(value, False, False)
 
     def _evict(self) -> None:
@@ -204,28 +269,15 @@ class PredictionStore:
             del table[key]
 
 
-def _reject_constant(name: str) -> float:
-    raise ValueError(f"{name} is not JSON")
+def _load_json(fetched: Fetched, max_depth: int = DEFAULT_MAX_JSON_DEPTH) -> Any:
+    """Strict JSON (see contract_json): NaN, 1e400, nesting past max_depth, a repeated key and a
+    lone surrogate are CorruptObject here, or every page holding one would be a 500 (or worse)."""
+    return contract_json.loads(fetched.body, max_depth)
 
 
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if value in (math.inf, -math.inf):
-        raise ValueError(f"{text[:20]} overflows a float")
-    return value
-
-
-def _load_json(fetched: Fetched) -> Any:
-    """Strict JSON: NaN, Infinity and 1e400 are refused here, or every page holding one would be a 500."""
-    try:
-        return json.loads(fetched.body, parse_constant=_reject_constant, parse_float=_finite_float)
-    except ValueError as exc:  # includes UnicodeDecodeError
-        raise CorruptObject(f"not valid UTF-8 JSON: {exc}") from None
-
-
-def _parse_batch_of(date: str) -> Callable[[Fetched], Batch]:
+def _parse_batch_of(date: str, max_depth: int = DEFAULT_MAX_JSON_DEPTH) -> Callable[[Fetched], Batch]:
     def parse(fetched: Fetched) -> Batch:
-        batch = _parse_batch(fetched)
+        batch = _parse_batch(fetched, max_depth)
         if batch.date != date:
             # Served under its key's date, its cursors would walk another date: a mix.
             raise BatchContractError(f"batch at the key of {date} says its date is {batch.date}")
@@ -234,21 +286,25 @@ def _parse_batch_of(date: str) -> Callable[[Fetched], Batch]:
     return parse
 
 
-def _parse_batch(fetched: Fetched) -> Batch:
+def _parse_batch(fetched: Fetched, max_depth: int = DEFAULT_MAX_JSON_DEPTH) -> Batch:
     # Parsing allocates a few objects per row, and none of them can be cyclic garbage. With the
     # collector on, the container's first full collection (of everything imported, ~10 ms) tends
     # to land right here, in the middle of a cold start; paused, it comes requests later, once.
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return Batch(_load_json(fetched), fetched.etag)
+        return Batch(_load_json(fetched, max_depth), fetched.etag)
     finally:
         if was_enabled:
             gc.enable()
 
 
-def _parse_pointer(fetched: Fetched) -> str:
-    doc = _load_json(fetched)
+def _parse_pointer_of(max_depth: int) -> Callable[[Fetched], str]:
+    return lambda fetched: _parse_pointer(fetched, max_depth)
+
+
+def _parse_pointer(fetched: Fetched, max_depth: int = DEFAULT_MAX_JSON_DEPTH) -> str:
+    doc = _load_json(fetched, max_depth)
     date = doc.get("date") if isinstance(doc, dict) else None
     if not is_valid_date(date):
         raise BatchContractError(f"pointer has no valid 'date': {date!r:.40}")

@@ -1,7 +1,11 @@
 """Where batch bytes come from: the S3 bucket, or a folder laid out like it.
 
 Both answer the same three questions (get one object, maybe conditionally; list the dates), and
-translate every failure into one of three exceptions the store knows how to handle.
+translate every failure into one of three exceptions the store knows how to handle. Both apply the
+same bounds: an object larger than `max_stored_bytes` as stored is not read (its size is known
+before its body: S3's ContentLength, the file's size, and the body is read in bounded chunks in
+case that size lies), and no body is decompressed past `max_batch_bytes`. Both apply the same
+listing rule: a date exists when its batch key exists, whatever else the folder holds.
 """
 
 from __future__ import annotations
@@ -14,7 +18,16 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from chalice_app.aws_clients import error_code
-from chalice_app.contract import BATCH_FILE, is_valid_date
+from chalice_app.config.settings import Settings
+from chalice_app.contract import BATCH_FILE, date_from_key, is_valid_date
+
+_DEFAULTS = Settings()
+DEFAULT_MAX_STORED_BYTES = _DEFAULTS.max_stored_bytes
+DEFAULT_MAX_BATCH_BYTES = _DEFAULTS.max_batch_bytes
+# Bodies are read, and gzip input fed to zlib, this much at a time: memory stays bounded by the
+# limits whatever a Content-Length header or a gzip trailer claims.
+READ_CHUNK = 1024 * 1024
+INFLATE_CHUNK = 8 * 1024 * 1024
 
 
 class NotFound(Exception):
@@ -32,6 +45,14 @@ class SourceUnavailable(Exception):
 class CorruptObject(Exception):
     """The object exists but its bytes cannot be decoded (truncated gzip, not UTF-8, ...)."""
 
+    code = "contract"
+
+
+class ObjectTooLarge(CorruptObject):
+    """The object is larger than a reader may take: as stored, or once decompressed."""
+
+    code = "batch_too_large"
+
 
 @dataclass(frozen=True)
 class Fetched:
@@ -44,23 +65,67 @@ class Source(Protocol):
         """The object's bytes, or None when it still has the ETag `if_none_match`."""
 
     def list_dates(self, prefix: str) -> list[str]:
-        """Every date that has a folder under the prefix, newest first."""
+        """Every date whose batch key ({prefix}{date}/predictions.json) exists, newest first."""
 
 
 GZIP_MAGIC = b"\x1f\x8b"
 
 
-def decode_body(raw: bytes, content_encoding: str | None) -> bytes:
-    """Undo gzip whether S3 labelled it or not: a mislabelled batch must still be read."""
+def decode_body(raw: bytes, content_encoding: str | None, max_bytes: int | None = None) -> bytes:
+    """Undo gzip whether S3 labelled it or not: a mislabelled batch must still be read.
+
+    With `max_bytes`, a body larger than that once decoded raises ObjectTooLarge, and
+    decompression stops there: a small gzip bomb never becomes a large buffer.
+    """
     if (content_encoding or "").lower() == "gzip" or raw[:2] == GZIP_MAGIC:
         try:
-            return _gunzip(raw)
+            return _gunzip(raw, max_bytes)
         except (OSError, EOFError, zlib.error) as exc:
             raise CorruptObject(f"gzip body cannot be decompressed: {exc}") from None
+    if max_bytes is not None and len(raw) > max_bytes:
+        raise ObjectTooLarge(f"body is {len(raw):,} bytes, over the limit of {max_bytes:,}")
     return raw
 
 
-def _gunzip(raw: bytes) -> bytes:
+def _gunzip(raw: bytes, max_bytes: int | None = None) -> bytes:
+    if max_bytes is None:
+        return _gunzip_unbounded(raw)
+    # Streamed: zlib gets the input READ_CHUNK at a time and gives at most INFLATE_CHUNK per call,
+    # never more than one byte past the budget left: a bomb stops at max_bytes + 1 bytes of output,
+    # held in pieces no larger than INFLATE_CHUNK. A normal batch costs one join more.
+    pieces: list[bytes] = []
+    produced = 0
+    data = memoryview(raw)
+    while True:
+        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        pos = 0
+        while pos < len(data) and not inflater.eof:
+            chunk: bytes | memoryview = data[pos : pos + READ_CHUNK]
+            pos += READ_CHUNK
+            while True:
+                room = min(INFLATE_CHUNK, max_bytes - produced + 1)
+                piece = inflater.decompress(chunk, room)
+                produced += len(piece)
+                if produced > max_bytes:
+                    raise ObjectTooLarge(f"gzip body decompresses past the limit of {max_bytes:,} bytes")
+                pieces.append(piece)
+                chunk = inflater.unconsumed_tail
+                # A full piece may leave output pending inside zlib even with no input left.
+                if inflater.eof or (not chunk and len(piece) < room):
+                    break
+        if not inflater.eof:
+            raise EOFError("compressed body ended before the end-of-stream marker")
+        # More after this member: concatenated gzip members, as the gzip module reads them
+        # (zero padding between or after members is skipped; anything else must be a member).
+        rest = bytes(inflater.unused_data) + bytes(data[pos:])
+        rest = rest.lstrip(b"\x00")
+        if not rest:
+            break
+        data = memoryview(rest)
+    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+
+def _gunzip_unbounded(raw: bytes) -> bytes:
     # One zlib call (it checks the gzip header and CRC itself) is ~20% faster than
     # gzip.decompress on a large batch, which is on a cold start's path.
     inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
@@ -73,12 +138,42 @@ def _gunzip(raw: bytes) -> bytes:
     return data
 
 
+def read_bounded(read: Any, max_bytes: int, declared: int | None, what: str) -> bytes:
+    """Every byte `read(n)` gives until it gives b"", refusing to hold more than max_bytes.
+
+    `declared` (a Content-Length or file size) is checked first, so an object known to be too
+    large costs no read at all; the body is then read in chunks (the first of the declared size,
+    so a normal body is one read and no copy), and a body longer than it said stops at the limit.
+    """
+    if declared is not None and declared > max_bytes:
+        raise ObjectTooLarge(f"{what} is {declared:,} bytes as stored, over the limit of {max_bytes:,}")
+    first = read(min(declared, max_bytes + 1) if declared else READ_CHUNK)
+    total = len(first)
+    if total > max_bytes:
+        raise ObjectTooLarge(f"{what} is over the limit of {max_bytes:,} bytes as stored")
+    if not first:
+        return first
+    chunks = [first]
+    while True:
+        chunk = read(min(READ_CHUNK, max_bytes + 1 - total))
+        if not chunk:
+            break
+        total += len(chunk)
+        if total > max_bytes:
+            raise ObjectTooLarge(f"{what} is over the limit of {max_bytes:,} bytes as stored")
+        chunks.append(chunk)
+    return first if len(chunks) == 1 else b"".join(chunks)
+
+
 class S3Source:
     """Reads the predictions bucket through one botocore client."""
 
-    def __init__(self, client: Any, bucket: str) -> None:
+    def __init__(self, client: Any, bucket: str, *, max_stored_bytes: int = DEFAULT_MAX_STORED_BYTES,
+                 max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES) -> None:
         self.client = client
         self.bucket = bucket
+        self.max_stored_bytes = max_stored_bytes
+        self.max_batch_bytes = max_batch_bytes
 
     def get(self, key: str, if_none_match: str | None = None) -> Fetched | None:
         from botocore.exceptions import ClientError
@@ -86,9 +181,15 @@ class S3Source:
         kwargs = {"Bucket": self.bucket, "Key": key}
         if if_none_match:
             kwargs["IfNoneMatch"] = if_none_match
+        response: dict = {}
         try:
             response = self.client.get_object(**kwargs)
-            raw = response["Body"].read()
+            length = response.get("ContentLength")
+            raw = read_bounded(response["Body"].read, self.max_stored_bytes,
+                               length if isinstance(length, int) else None, key)
+        except ObjectTooLarge:
+            _close(response.get("Body"))  # the rest of the body is never read: drop the connection
+            raise
         except ClientError as exc:
             code = error_code(exc)
             if code in ("304", "NotModified"):
@@ -100,19 +201,22 @@ class S3Source:
             # Whatever broke, a stale copy beats a 500: the store decides what to serve.
             raise SourceUnavailable(f"S3 unreachable reading {key}: {type(exc).__name__}",
                                     type(exc).__name__) from None
-        return Fetched(decode_body(raw, response.get("ContentEncoding")), response.get("ETag", ""))
+        return Fetched(decode_body(raw, response.get("ContentEncoding"), self.max_batch_bytes),
+                       response.get("ETag", ""))
 
     def list_dates(self, prefix: str) -> list[str]:
         from botocore.exceptions import ClientError
 
+        # Every key under the prefix, not the "folders": a folder holding only a stray object
+        # (_SUCCESS, a console's "folder/" marker, a half-copied upload) is not a date.
         dates: list[str] = []
-        kwargs = {"Bucket": self.bucket, "Prefix": prefix, "Delimiter": "/"}
+        kwargs = {"Bucket": self.bucket, "Prefix": prefix}
         try:
             while True:
                 page = self.client.list_objects_v2(**kwargs)
-                for common in page.get("CommonPrefixes", ()):
-                    date = common["Prefix"][len(prefix) :].rstrip("/")
-                    if is_valid_date(date):
+                for obj in page.get("Contents", ()):
+                    date = date_from_key(prefix, obj["Key"])
+                    if date is not None:
                         dates.append(date)
                 if not page.get("IsTruncated"):
                     break
@@ -123,34 +227,46 @@ class S3Source:
         except Exception as exc:  # noqa: BLE001 - as in get()
             raise SourceUnavailable(f"S3 unreachable listing {prefix}: {type(exc).__name__}",
                                     type(exc).__name__) from None
-        return sorted(dates, reverse=True)
+        return sorted(set(dates), reverse=True)
+
+
+def _close(body: Any) -> None:
+    try:
+        body.close()
+    except Exception:  # noqa: BLE001, S110 - best effort: the connection is discarded either way
+        pass
 
 
 class DirSource:
     """A local folder laid out like the bucket (for build_site.py --source DIR and tests)."""
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, *, max_stored_bytes: int = DEFAULT_MAX_STORED_BYTES,
+                 max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES) -> None:
         self.root = os.path.abspath(root)
+        self.max_stored_bytes = max_stored_bytes
+        self.max_batch_bytes = max_batch_bytes
 
     def get(self, key: str, if_none_match: str | None = None) -> Fetched | None:
         path = os.path.join(self.root, *key.split("/"))
         try:
             with open(path, "rb") as fh:
-                raw = fh.read()
-        except FileNotFoundError:
+                raw = read_bounded(fh.read, self.max_stored_bytes, os.fstat(fh.fileno()).st_size, key)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            # A folder named like the key is no object, as in S3.
             raise NotFound(key) from None
         except OSError as exc:
             raise SourceUnavailable(f"cannot read {path}: {exc.strerror}") from None
         etag = '"' + hashlib.md5(raw, usedforsecurity=False).hexdigest() + '"'
         if if_none_match == etag:
             return None
-        return Fetched(decode_body(raw, None), etag)
+        return Fetched(decode_body(raw, None, self.max_batch_bytes), etag)
 
     def list_dates(self, prefix: str) -> list[str]:
+        # The same rule as S3Source: a date exists when its batch key is an object (a file).
         folder = os.path.join(self.root, *prefix.strip("/").split("/")) if prefix else self.root
         try:
             names = os.listdir(folder)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return []
         return sorted(
             (n for n in names if is_valid_date(n) and os.path.isfile(os.path.join(folder, n, BATCH_FILE))),

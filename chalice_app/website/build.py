@@ -79,7 +79,8 @@ def _size(n: int) -> str:
 
 
 def open_store(stage: str, source: str) -> PredictionStore:
-    """The store the stage's API reads (s3), or the same layout in a local folder."""
+    """The store the stage's API reads (s3), or the same layout in a local folder, with the
+    stage's limits on what one object may cost (MAX_STORED_BYTES, MAX_BATCH_BYTES, MAX_JSON_DEPTH)."""
     from chalice_app.config.settings import SettingsError, load_settings
     from chalice_app.config.stage_file import StageError, stage_environment
     from chalice_app.store.sources import DirSource, S3Source
@@ -88,12 +89,15 @@ def open_store(stage: str, source: str) -> PredictionStore:
         settings = load_settings(stage_environment(stage))
     except (StageError, SettingsError) as exc:
         raise BuildError(str(exc)) from None
+    limits = {"max_stored_bytes": settings.max_stored_bytes, "max_batch_bytes": settings.max_batch_bytes}
     if source != "s3":
         if not os.path.isdir(source):
             raise BuildError(f"--source {source}: not a folder (use 's3' or a folder laid out like the bucket)")
-        return PredictionStore(DirSource(source), settings.prefix, max_batches=2)
+        return PredictionStore(DirSource(source, **limits), settings.prefix, max_batches=2,
+                               max_json_depth=settings.max_json_depth)
     if not settings.bucket:
         raise BuildError(f"stage {stage!r} has no PREDICTIONS_BUCKET in .chalice/config.json")
     from chalice_app.aws_clients import make_s3_client
 
-    return PredictionStore(S3Source(make_s3_client(settings), settings.bucket), settings.prefix, max_batches=2)
+    return PredictionStore(S3Source(make_s3_client(settings), settings.bucket, **limits), settings.prefix,
+                           max_batches=2, max_json_depth=settings.max_json_depth)
