@@ -33,11 +33,11 @@ def error_lines(capsys) -> list[str]:
     return capsys.readouterr().err.strip().splitlines()
 
 
-def write_bomb(path, decompressed: int) -> None:
-    """A .gz of `decompressed` zero bytes (about 1/1000 of that on disk), written in chunks."""
+def write_bomb(path, decompressed: int, chunk: bytes = (b"sku-1," + b"x" * 1017 + b"\n") * 1024) -> None:
+    """A .gz of `decompressed` bytes of CSV rows (about 1/1000 of that on disk), written in chunks."""
     packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
-    chunk = b"0" * (1 << 20)
     with open(path, "wb") as fh:
+        fh.write(packer.compress(b"id,value\n"))
         for _ in range(decompressed // len(chunk)):
             fh.write(packer.compress(chunk))
         fh.write(packer.flush())
@@ -57,7 +57,7 @@ def test_a_gzip_bomb_is_refused_in_bounded_memory(tmp_path):
              "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n"
              "sys.exit(code)\n")
     done = subprocess.run([sys.executable, "-c", probe, str(bomb), "--date", "2026-11-23", "--bucket", BUCKET,
-                           "--model-name", "m", "--model-version", "1"],
+                           "--model-name", "m", "--model-version", "1", "--quiet"],
                           cwd=PROJECT_DIR, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stderr
     err = done.stderr.strip().splitlines()
@@ -262,3 +262,28 @@ def test_the_future_window_is_today_utc_plus_future_date_days(s3, tmp_path, monk
     assert run(s3, path, "--date", "2026-11-24") == 2
     assert run(s3, path, "--date", "2026-11-23") == 0
     assert run(s3, path, "--date", "2026-11-24", "--allow-future-date") == 0
+
+
+def test_a_line_longer_than_any_row_is_refused_without_holding_it(tmp_path, capsys):
+    """One endless line (no newline at all) is refused at 1 MiB, not read up to the size limit."""
+    bomb = tmp_path / "line.csv.gz"
+    write_bomb(bomb, 64 << 20, chunk=b"0" * (1 << 20))
+    code = publish.main([str(bomb), "--date", "2026-11-23", "--bucket", BUCKET, "--model-name", "m",
+                         "--model-version", "1"])
+    assert code == 2
+    assert error_lines(capsys) == [f"error: {bomb}: line 2 is longer than 1,048,576 bytes"]
+
+
+def test_a_rerun_later_with_a_new_generated_at_still_finishes_the_job(s3, tmp_path, capsys, monkeypatch):
+    """The model job reruns an hour later: same rows, a new default generated_at; not 'already exists'."""
+    path = tmp_path / "a.jsonl"
+    path.write_text('{"id": "a", "v": 1}\n')
+    monkeypatch.setattr(publish, "_utc_now", lambda: "2026-11-23T04:00:00Z")
+    real = publish._move_pointer
+    monkeypatch.setattr(publish, "_move_pointer", lambda *a, **k: (_ for _ in ()).throw(OSError("network")))
+    assert run(s3, path, "--date", "2026-11-23") == 1
+    monkeypatch.setattr(publish, "_move_pointer", real)
+    monkeypatch.setattr(publish, "_utc_now", lambda: "2026-11-23T05:00:00Z")
+    assert run(s3, path, "--date", "2026-11-23") == 0
+    latest = json.loads(s3.get_object(Bucket=BUCKET, Key=f"{PREFIX}latest.json")["Body"].read())
+    assert latest == {**latest, "date": "2026-11-23", "generated_at": "2026-11-23T04:00:00Z"}

@@ -330,10 +330,18 @@ def _read_all_text(name: str, stream: io.BufferedReader, gzipped: bool) -> str:
         raise InputError(f"{name}: not valid UTF-8 at byte offset {e.start + start}{where}") from e
 
 
+MAX_LINE_BYTES = 1 << 20  # one row of CSV or JSON Lines
+
+
 def _lines(name: str, stream: io.BufferedReader, gzipped: bool) -> Iterator[str]:
     """The file's lines, each with its line end, split at b'\\n' only (JSON strings may hold U+2028)."""
     offset = 0
-    for raw in stream:
+    number = 0
+    while raw := stream.readline(MAX_LINE_BYTES + 1):
+        number += 1
+        if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            # A row is small; a line this long is a broken or hostile file, not one to hold whole.
+            raise InputError(f"{name}: line {number} is longer than {MAX_LINE_BYTES:,} bytes")
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as e:

@@ -160,7 +160,7 @@ def publish_document(client: Any, bucket: str, prefix: str, doc: dict, *, force:
     progress(f"uploading {_size(len(body))}{f' (gzip of {_size(len(raw))})' if gzipped else ''} to {target}")
     put: dict[str, Any] = {
         "Bucket": bucket, "Key": key, "Body": body, "ContentType": "application/json; charset=utf-8",
-        "Metadata": {"sha256": digest, "count": str(len(rows))},
+        "Metadata": {"sha256": digest, "count": str(len(rows)), "generated-at": str(doc.get("generated_at", ""))},
     }
     if gzipped:
         put["ContentEncoding"] = "gzip"
@@ -172,7 +172,15 @@ def publish_document(client: Any, bucket: str, prefix: str, doc: dict, *, force:
         if error_code(exc) not in CONDITION_FAILED:
             raise
         if not _unfinished(client, bucket, prefix, key, date, digest):
-            raise PublishError(f"{target} already exists; pass --force to replace it", EXIT_INPUT) from None
+            # A rerun an hour later stamps a new generated_at on the same rows: still the same batch.
+            stored_at = (_stored_metadata(client, bucket, key) or {}).get("generated-at")
+            same = {**doc, "generated_at": stored_at}
+            if not stored_at or stored_at == doc.get("generated_at"):
+                raise PublishError(f"{target} already exists; pass --force to replace it", EXIT_INPUT) from None
+            raw = encode_document(same)[0]
+            if not _unfinished(client, bucket, prefix, key, date, hashlib.sha256(raw).hexdigest()):
+                raise PublishError(f"{target} already exists; pass --force to replace it", EXIT_INPUT) from None
+            doc, digest = same, hashlib.sha256(raw).hexdigest()
         progress(f"{target} already holds this batch: checking it and the pointer")
     del body, put  # only its digest and size are needed from here on
     try:
@@ -199,8 +207,8 @@ def _unfinished(client: Any, bucket: str, prefix: str, key: str, date: str, dige
     return current is None or current < date
 
 
-def _stored_digest(client: Any, bucket: str, key: str) -> str | None:
-    """The sha256 a batch was published with ('' if it has none), None when there is no batch."""
+def _stored_metadata(client: Any, bucket: str, key: str) -> dict[str, str] | None:
+    """The metadata a batch was published with, None when there is no batch."""
     from botocore.exceptions import ClientError
 
     try:
@@ -209,7 +217,13 @@ def _stored_digest(client: Any, bucket: str, key: str) -> str | None:
         if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
             return None
         raise
-    return (head.get("Metadata") or {}).get("sha256", "")
+    return head.get("Metadata") or {}
+
+
+def _stored_digest(client: Any, bucket: str, key: str) -> str | None:
+    """The sha256 a batch was published with ('' if it has none), None when there is no batch."""
+    metadata = _stored_metadata(client, bucket, key)
+    return None if metadata is None else metadata.get("sha256", "")
 
 
 def _verify(client: Any, bucket: str, key: str, digest: str, size: int) -> None:
