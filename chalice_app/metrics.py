@@ -67,6 +67,22 @@ def warmer_fields(*, stage: str, summary: Mapping[str, object]) -> dict:
     return emf_fields(WARMER_DIMENSIONS, metrics, {"Stage": stage, **properties})
 
 
+SITE_DIMENSIONS: list[list[str]] = [["Stage"]]
+
+
+def site_fields(*, stage: str, summary: Mapping[str, object]) -> dict:
+    """One site rebuild that ran: how long it took and how many files it uploaded or deleted."""
+    metrics = {"SiteBuildMs": (summary["ms"], MILLISECONDS), "SiteFilesChanged": (summary["files_changed"], COUNT)}
+    properties = {k: v for k, v in summary.items() if k not in ("ms", "files_changed")}
+    return emf_fields(SITE_DIMENSIONS, metrics, {"Stage": stage, **properties})
+
+
+def site_failure_fields(*, stage: str, error: str, attempts: int) -> dict:
+    """A site rebuild that failed every attempt; the live site is unchanged (Lambda retries the event)."""
+    return emf_fields(SITE_DIMENSIONS, {"SiteBuildFailures": (1, COUNT)},
+                      {"Stage": stage, "error": error, "attempts": attempts})
+
+
 def emit(event: str, fields: Mapping[str, object]) -> None:
     """Write one EMF line (through the project's structured log, so `event` and `ts` come along)."""
     log_event(event, **fields)

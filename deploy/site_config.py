@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import json
 
+from chalice_app.website.sync import html_invalidation_paths
+
+__all__ = ["html_invalidation_paths"]  # moved to the sync module; kept importable here
+
 # AWS-managed policies: every account has them, so a behaviour can name one by id.
 CACHING_OPTIMIZED = "658327ea-f89d-4fab-a63d-7e88639e58f6"
 USE_ORIGIN_CACHE_CONTROL_QUERY_STRINGS = "4cc15a8a-d715-48a4-82b8-cc0b614638fe"
@@ -95,15 +99,3 @@ def distribution_config(*, stage: str, caller_reference: str, bucket_domain: str
         "ViewerCertificate": {"CloudFrontDefaultCertificate": True},
         "Restrictions": {"GeoRestriction": {"RestrictionType": "none", "Quantity": 0}},
     }
-
-
-def html_invalidation_paths(changed: list[str]) -> list[str]:
-    """CloudFront paths to invalidate for changed or deleted HTML files; assets are content-hashed."""
-    paths: set[str] = set()
-    for key in changed:
-        if not key.endswith(".html"):
-            continue
-        paths.add("/" + key)
-        if key == "index.html":
-            paths.add("/")
-    return sorted(paths)

@@ -17,8 +17,8 @@ from urllib.parse import urlparse
 
 from chalice_app.aws_clients import error_code
 from chalice_app.website.serving import cache_control_for, content_type_for, response_headers_policy_config
+from chalice_app.website.sync import SyncPlan, apply_sync, local_files, plan_sync, remote_files
 from deploy import site_config
-from deploy.site_sync import SyncPlan, apply_sync, local_files, plan_sync, remote_files
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEPLOYED_DIR = os.path.join(PROJECT_DIR, ".chalice", "deployed")
@@ -216,8 +216,9 @@ def publish_site(stage: str, out_dir: str, *, clients: Clients, dry_run: bool = 
     domain = api_domain(stage, deployed_dir)
     state = load_state(stage, deployed_dir)
     account = clients.sts.get_caller_identity()["Account"]
-    bucket = state.get("bucket") or os.environ.get("SITE_BUCKET") or site_config.site_bucket_name(
-        APP_NAME, stage, account)
+    function = site_function_settings(stage)
+    bucket = state.get("bucket") or os.environ.get("SITE_BUCKET") or function.get("SITE_BUCKET") or \
+        site_config.site_bucket_name(APP_NAME, stage, account)
     report = SiteReport(stage, bucket, dry_run=dry_run)
     local = local_files(out_dir)
     if not local:
@@ -242,6 +243,12 @@ def publish_site(stage: str, out_dir: str, *, clients: Clients, dry_run: bool = 
             progress(f"found the stage's distribution {state['distribution_id']} (no local record)")
     had_distribution = bool(state.get("distribution_id"))
     dist = ensure_distribution(clients.cloudfront, config, state, report)
+    for name, actual in (("SITE_BUCKET", bucket), ("SITE_DISTRIBUTION_ID", dist["Id"])):
+        if function and function.get(name) != actual:
+            # The site function (and its policy) must name what this deploy created; see docs/deploy.md.
+            progress(f"warning: set {name}={actual} in .chalice/config.json (lambda_functions.site) and "
+                     f".chalice/policy-site-{stage}.json, then `chalice deploy --stage {stage}`: "
+                     "until then the site does not follow the publish")
     save_state(stage, state, deployed_dir)  # recorded before uploading: a failed upload can be re-run
     ensure_bucket_policy(clients.s3, bucket, dist["ARN"], report)
     report.plan = plan_sync(local, remote_files(clients.s3, bucket))
@@ -257,6 +264,18 @@ def publish_site(stage: str, out_dir: str, *, clients: Clients, dry_run: bool = 
         progress(f"invalidated {len(paths)} path(s)")
     report.url = f"https://{dist['DomainName']}/"
     return report
+
+
+def site_function_settings(stage: str) -> dict[str, str]:
+    """The site function's own environment in .chalice/config.json ({} when the stage has none)."""
+    from chalice_app.config.stage_file import StageError, load_config
+
+    try:
+        stages = load_config().get("stages", {})
+    except StageError:
+        return {}
+    function = stages.get(stage, {}).get("lambda_functions", {}).get("site", {})
+    return dict(function.get("environment_variables", {}))
 
 
 def _remote_or_empty(s3: Any, bucket: str) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""`make deploy STAGE=S`: the API, the prewarm, then the site — stopping at the first failure.
+"""`make deploy STAGE=S`: the API (and its functions), the prewarm, the site, the bucket's events — stopping at
+the first failure.
 
     python -m deploy.stage --stage dev [--dry-run]
 """
@@ -15,7 +16,8 @@ from collections.abc import Callable, Sequence
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def steps(stage: str, python: str = sys.executable, warmer_enabled: bool | None = None) -> list[tuple[str, list[str]]]:
+def steps(stage: str, python: str = sys.executable, warmer_enabled: bool | None = None,
+          site_rebuild_enabled: bool | None = None) -> list[tuple[str, list[str]]]:
     chalice = os.path.join(os.path.dirname(python), "chalice")
     if warmer_enabled is None:
         from chalice_app.config.stage_file import stage_environment
@@ -25,6 +27,13 @@ def steps(stage: str, python: str = sys.executable, warmer_enabled: bool | None 
     if warmer_enabled:  # a stage without a warmer has nothing to prewarm with
         plan.append(("prewarm the API", [python, "-m", "chalice_app.warming.prewarm", "--stage", stage]))
     plan.append(("build and publish the site", [python, "build_site.py", "--stage", stage, "--publish"]))
+    if site_rebuild_enabled is None:
+        from chalice_app.config.stage_file import stage_environment
+
+        site_rebuild_enabled = stage_environment(stage).get("SITE_REBUILD_ENABLED", "false").lower() == "true"
+    if site_rebuild_enabled:  # the site function's rule sees the pointer only through EventBridge
+        plan.append(("send the predictions bucket's events to EventBridge",
+                     [python, "-m", "deploy.bucket_events", "--stage", stage]))
     return plan
 
 
@@ -53,7 +62,7 @@ def deploy(stage: str, run: Runner = _run, say: Callable[[str], None] = print) -
             say(f"deploy of stage {stage} stopped at step {number}/{len(plan)} ({what}): exit code {code}; "
                 "the steps before it stay deployed, fix the cause and run `make deploy` again")
             return code
-    say(f"stage {stage} deployed: API, warmer and site")
+    say(f"stage {stage} deployed: API, warmer, site and its rebuild on publish")
     return 0
 
 

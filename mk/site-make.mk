@@ -29,3 +29,7 @@ $(NODE_STAMP): package.json package-lock.json
 
 lighthouse: venv chromium $(NODE_STAMP) ## Lighthouse 12 on a 500-prediction site via the local stack; fails below 95 or over 50 KB
 	$(PY) -m tools.lighthouse
+
+.PHONY: site-follow-bench
+site-follow-bench: venv ## one 100,000-prediction publish on the local stack: files uploaded, paths invalidated, seconds to the new site
+	$(PY) -m tools.site_follow_bench --count 100000 --history 100000 --days 7

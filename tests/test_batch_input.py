@@ -567,3 +567,20 @@ def test_progress_is_reported_every_10000_rows(write, name):
     assert calls == [10_000, 20_000]
     assert len(parsed.predictions) == 25_000
     assert parsed.errors == []
+
+
+def test_a_quoted_csv_cell_stays_text(tmp_path):
+    path = tmp_path / "q.csv"
+    path.write_text('id,code,empty,n\n007,"42","",3\n', encoding="utf-8")
+    parsed = read_batch_input(str(path))
+    assert parsed.errors == []
+    assert parsed.predictions == [{"id": "007", "code": "42", "empty": "", "n": 3}]
+
+
+def test_a_file_that_quotes_everything_still_gets_numbers(tmp_path):
+    """QUOTE_ALL exports (every header cell quoted) carry no meaning in their quotes."""
+    path = tmp_path / "all.csv"
+    path.write_text('"id","value","label"\n"a","42.5","x"\n', encoding="utf-8")
+    parsed = read_batch_input(str(path))
+    assert parsed.errors == []
+    assert parsed.predictions == [{"id": "a", "value": 42.5, "label": "x"}]

@@ -239,3 +239,35 @@ def test_make_run_prints_the_urls_and_the_publish_command_and_ctrl_c_stops_it(tm
         rest.append(line)
     assert rest[-1:] == ["stopped."]
     assert [port for port in ports.values() if listening(port)] == []
+
+
+# ---- the site follows the publish (make run's follower: the site function's handler, locally) ----
+
+
+def test_a_publish_re_renders_the_served_site_through_the_handler(tmp_path):
+    from chalice_app.publishing.sample import make_batch
+
+    new_date = "2020-01-02"
+    lines: list[str] = []
+    # fresh: earlier tests of this process may have left a newer pointer in moto's shared state.
+    with devstack.local_stack(days=1, count=5, end_date=OLD_DATE, site=True, edge=True, follow=True,
+                              log_path=str(tmp_path / "stack.log"), progress=lines.append) as stack:
+        assert stack.follower is not None
+        started = time.monotonic()
+        stack.publish(make_batch(new_date, 250))
+        manifest = stack.wait_for_site(new_date, timeout=30)
+        seconds = time.monotonic() - started
+        assert seconds < 10, seconds
+        assert new_date in manifest["dates"]
+        with urllib.request.urlopen(f"{stack.edge_url}/", timeout=10) as answer:
+            assert f'data-batch-date="{new_date}"' in answer.read().decode()
+        with urllib.request.urlopen(f"{stack.edge_url}/d/{new_date}/page-3.html", timeout=10) as answer:
+            assert answer.status == 200
+        summary = stack.follower.results[-1]
+        assert summary["latest"] == new_date and not summary["skipped"] and summary["invalidated"]
+        assert stack.follower.errors == []
+        assert any(line.startswith("Site       rebuilt for 2020-01-02") for line in lines)
+        # The pointer did not move again: nothing more happens.
+        time.sleep(1.5)
+        assert len([r for r in stack.follower.results if not r["skipped"]]) == 1
+    assert not stack.follower._thread.is_alive()

@@ -62,11 +62,15 @@ def test_zip_carries_the_app_and_nothing_heavy(package):
     assert "chalice_app/api/routes.py" in names
     assert not [name for name in names if "__pycache__" in name or name.endswith(".pyc")]
     tops = {name.split("/")[0] for name in names}
-    assert not tops & {"boto3", "botocore", "jinja2", "moto", "flask", "werkzeug", "s3transfer"}
+    assert not tops & {"boto3", "botocore", "moto", "flask", "werkzeug", "s3transfer"}
+    # The site function's renderer: jinja2 + markupsafe (requirements.txt) and the templates (vendor/site).
+    assert {"jinja2", "markupsafe", "site"} <= tops
+    assert "site/templates/batch.html" in names and "site/static/site.css" in names
 
 
 def test_zip_is_small(package):
-    assert (package / "deployment.zip").stat().st_size < 100_000
+    # 100 KB of app; jinja2 + markupsafe + the templates add about 190 KB (docs/website.md).
+    assert (package / "deployment.zip").stat().st_size < 300 * 1024
 
 
 HANDLER_PROBE = r"""
@@ -121,3 +125,37 @@ def test_template_declares_the_api_function_with_the_stage_policy(package):
     actions = {a for s in statements for a in s["Action"]}
     assert actions == {"s3:GetObject", "s3:ListBucket", "ssm:GetParametersByPath", "logs:CreateLogGroup",
                        "logs:CreateLogStream", "logs:PutLogEvents"}
+
+
+SITE_PROBE = r"""
+import json, os, sys, tempfile
+api_before = sorted(m for m in sys.modules if m.split(".")[0] == "jinja2")
+import chalice_app.site_trigger as trigger
+registered = type(trigger.rebuild_site).__name__
+assert not [m for m in sys.modules if m.split(".")[0] == "jinja2"], "registering the rule imported jinja2"
+from chalice_app.publishing.sample import make_batch, write_folder
+from chalice_app.store.cache import PredictionStore
+from chalice_app.store.sources import DirSource
+from chalice_app.website import rebuild, render
+folder = tempfile.mkdtemp()
+write_folder(folder, "predictions/", [make_batch("2026-11-20", 150), make_batch("2026-11-21", 120)])
+files = render.render_site(PredictionStore(DirSource(folder), "predictions/"), 7)
+print(json.dumps({"registered": registered, "site_dir": render.SITE_DIR, "jinja2": sys.modules["jinja2"].__file__,
+                  "files": sorted(files), "handle": callable(rebuild.handle),
+                  "index": files["index.html"].decode()[:4000]}))
+"""
+
+
+def test_the_site_handler_imports_and_renders_from_the_zip_alone(unzipped, lambda_runtime):
+    env = {"PATH": os.environ["PATH"], "AWS_DEFAULT_REGION": "us-east-1", "PREDICTIONS_BUCKET": "b",
+           "PREDICTIONS_PREFIX": "predictions/", "STAGE": "dev", "SITE_REBUILD_ENABLED": "true",
+           "PYTHONPATH": f"{unzipped}{os.pathsep}{lambda_runtime}"}
+    done = subprocess.run([sys.executable, "-s", "-S", "-P", "-c", SITE_PROBE],
+                          env=env, cwd="/", capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["registered"] == "EventSourceHandler"  # Lambda calls it with (event, context)
+    assert out["site_dir"] == os.path.join(str(unzipped), "site")  # the templates, found in the package
+    assert out["jinja2"].startswith(str(unzipped)) and out["handle"]
+    assert {"index.html", "dates.html", "d/2026-11-21.html", "d/2026-11-20/page-2.html"} <= set(out["files"])
+    assert 'data-batch-date="2026-11-21"' in out["index"]

@@ -203,3 +203,170 @@ def test_other_pages_have_no_accessibility_violations(page: Page, stack: devstac
     assert response.status == (404 if path == "/no/such/page" else 200)
     assert axe_violations(page) == []
     assert seen["errors"] == []
+
+
+# ---- phones, downloads, changes, shareable views ------------------------------------------------
+
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 900}
+PREVIOUS_DATE = "2026-11-19"
+
+
+@pytest.fixture
+def phone(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport=PHONE)
+    yield context.new_page()
+    context.close()
+
+
+def test_a_phone_shows_every_cell_of_a_row_without_sideways_scrolling(phone: Page,
+                                                                      stack: devstack.LocalStack) -> None:
+    seen = watch(phone)
+    phone.goto(stack.edge_url + "/")
+    expect(phone.locator("#predictions tbody tr")).to_have_count(100)
+    assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    first = phone.locator("#predictions tbody tr").first
+    first.scroll_into_view_if_needed()
+    boxes = first.evaluate("""row => Array.from(row.cells).map(c => {
+        const r = c.getBoundingClientRect();
+        return [c.textContent, r.left, r.right, c.scrollWidth - c.clientWidth]; })""")
+    assert len(boxes) == 7  # six fields and the change
+    for text, left, right, overflow in boxes:
+        assert 0 <= left and right <= PHONE["width"] and overflow <= 0, (text, left, right, overflow)
+    # Every box of the page, not only the table, stays inside the viewport.
+    assert phone.evaluate("""() => Array.from(document.querySelectorAll('main *')).filter(e => {
+        const r = e.getBoundingClientRect(); return r.width && r.right > innerWidth + 0.5; }).length""") == 0
+    # The id is one unbroken line ("sku-00001", not "sku-" / "00001").
+    assert first.locator("th").evaluate("""th => { const r = document.createRange();
+        r.selectNodeContents(th);
+        return new Set(Array.from(r.getClientRects()).map(b => Math.round(b.top))).size; }""") == 1
+    # Chart text is at least 11 CSS px.
+    smallest = phone.evaluate("""() => { const svg = document.querySelector('.chart svg');
+        const scale = svg.getBoundingClientRect().width / svg.viewBox.baseVal.width;
+        const sizes = Array.from(svg.querySelectorAll('text')).map(t => parseFloat(getComputedStyle(t).fontSize));
+        return Math.min(...sizes) * scale; }""")
+    assert smallest >= 11, smallest
+    # Sorting is still reachable: the headings are a row of buttons above the cards.
+    header = phone.get_by_role("columnheader", name="Forecast (units)")
+    header.get_by_role("button").click()
+    expect(header).to_have_attribute("aria-sort", "ascending")
+    phone.get_by_label("Filter by text").fill("oat")
+    expect(phone.locator("#count")).to_contain_text("matching")
+    assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    assert seen["errors"] == []
+
+
+@pytest.mark.parametrize("size", [PHONE, DESKTOP], ids=["390px", "1280px"])
+@pytest.mark.parametrize("path", ["/", f"/d/{END_DATE}.html", f"/d/{END_DATE}/page-2.html", "/docs/api.html",
+                                  "/no/such/page"])
+def test_no_accessibility_violations_at_either_width(browser: Browser, stack: devstack.LocalStack, path: str,
+                                                     size: dict) -> None:
+    context = browser.new_context(viewport=size)
+    page = context.new_page()
+    try:
+        page.goto(stack.edge_url + path)
+        page.wait_for_load_state("networkidle")
+        assert axe_violations(page) == []
+        if size is PHONE:
+            assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    finally:
+        context.close()
+
+
+def test_a_downloaded_batch_reads_back_to_the_same_batch(page: Page, stack: devstack.LocalStack, tmp_path) -> None:
+    from chalice_app.publishing.batch_input import read_batch_input
+
+    expected = make_batch(END_DATE, COUNT)
+    page.goto(stack.edge_url + f"/d/{END_DATE}.html")
+    for kind in ("CSV", "JSON"):
+        with page.expect_download() as download:
+            page.get_by_role("link", name=re.compile(rf"^{kind}, \d+ (KB|bytes)$")).click()
+        path = tmp_path / download.value.suggested_filename
+        download.value.save_as(path)
+        parsed = read_batch_input(str(path))
+        assert parsed.errors == []
+        assert parsed.predictions == expected["predictions"], kind
+    response = page.request.get(stack.edge_url + f"/d/{END_DATE}.csv", headers={"Accept-Encoding": "gzip"})
+    assert response.headers["content-type"] == "text/csv; charset=utf-8"
+    assert response.headers["cache-control"] == "no-cache"
+
+
+def test_the_change_column_against_the_previous_batch(page: Page, stack: devstack.LocalStack) -> None:
+    from chalice_app.website import changes
+
+    now, before = make_batch(END_DATE, COUNT)["predictions"], make_batch(PREVIOUS_DATE, COUNT)["predictions"]
+    page.goto(stack.edge_url + f"/d/{END_DATE}.html")
+    cells = page.locator("#predictions tbody tr td:last-child")
+    expected = [changes.change_text(*changes.change_of(a["value"], b["value"]), 1)
+                for a, b in zip(now, before, strict=True)]
+    assert cells.all_inner_texts() == expected[:100]
+    ups = sum(a["value"] > b["value"] for a, b in zip(now, before, strict=True))
+    expect(page.locator("[data-bind=changes]")).to_contain_text(f"{ups} up, ")
+    expect(page.locator("[data-bind=changes]")).to_contain_text(f"0 new, 0 dropped since {PREVIOUS_DATE}")
+    header = page.get_by_role("columnheader", name="Change")
+    header.get_by_role("button").click()
+    header.get_by_role("button").click()
+    biggest = max(range(COUNT), key=lambda n: now[n]["value"] - before[n]["value"])
+    expect(page.locator("#predictions tbody tr").first.locator("th")).to_have_text(now[biggest]["id"])
+
+
+def test_a_shared_url_restores_the_view_and_back_forward_step_through_views(browser: Browser,
+                                                                             stack: devstack.LocalStack) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    seen = watch(page)
+    try:
+        url = stack.edge_url + f"/d/{END_DATE}.html"
+        page.goto(url)
+        rows = page.locator("#predictions tbody tr")
+        header = page.get_by_role("columnheader", name="Forecast (units)")
+        header.get_by_role("button").click()
+        expect(page).to_have_url(url + "?sort=value&order=asc")
+        ascending = rows.first.locator("th").inner_text()
+        header.get_by_role("button").click()
+        expect(page).to_have_url(url + "?sort=value&order=desc")
+        page.get_by_role("button", name="Next rows").click()
+        expect(page).to_have_url(url + "?sort=value&order=desc&page=2")
+        shown = rows.all_inner_texts()
+
+        shared = context.new_page()  # a reader opening the shared link
+        shared.goto(page.url)
+        expect(shared.locator("#count")).to_have_text(f"Rows 101–{COUNT} of {COUNT}")
+        expect(shared.get_by_role("columnheader", name="Forecast (units)")).to_have_attribute("aria-sort", "descending")
+        assert shared.locator("#predictions tbody tr").all_inner_texts() == shown
+        shared.close()
+
+        page.go_back()
+        expect(page).to_have_url(url + "?sort=value&order=desc")
+        expect(page.locator("#count")).to_have_text(f"Rows 1–100 of {COUNT}")
+        page.go_back()
+        expect(header).to_have_attribute("aria-sort", "ascending")
+        expect(rows.first.locator("th")).to_have_text(ascending)
+        page.go_back()
+        expect(page).to_have_url(url)
+        expect(header).not_to_have_attribute("aria-sort", re.compile("."))
+        page.go_forward()
+        expect(header).to_have_attribute("aria-sort", "ascending")
+
+        page.get_by_label("Filter by text").fill("oat")
+        expect(page).to_have_url(url + "?sort=value&order=asc&q=oat")
+        filtered = rows.all_inner_texts()
+        again = context.new_page()
+        again.goto(page.url)
+        expect(again.get_by_label("Filter by text")).to_have_value("oat")
+        assert again.locator("#predictions tbody tr").all_inner_texts() == filtered
+        again.close()
+        assert seen["errors"] == []
+    finally:
+        context.close()
+
+
+def test_without_javascript_a_shared_url_still_shows_the_page(browser: Browser, stack: devstack.LocalStack) -> None:
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    try:
+        page.goto(stack.edge_url + f"/d/{END_DATE}.html?sort=value&order=desc&page=2")
+        expect(page.locator("#predictions tbody tr")).to_have_count(100)
+        expect(page.get_by_role("link", name=re.compile(r"^CSV, "))).to_be_visible()
+    finally:
+        context.close()

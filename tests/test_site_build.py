@@ -66,7 +66,8 @@ def files_of(root: str) -> dict[str, bytes]:
 
 
 def shown(value: object) -> str:
-    return view.cell_text(value)
+    """A cell as the page prints it: every number column of the sample has one decimal."""
+    return view.number_text(value, 1) if view.is_number(value) else view.cell_text(value)
 
 
 # ---- what the latest page shows ----------------------------------------------------------------
@@ -79,10 +80,10 @@ def test_latest_page_shows_batch_metadata_and_first_rows(out: str, docs: list[di
     assert page.h1.strip() == f"Predictions for {END_DATE}"
     assert "demand-forecast 3.2.0" in html
     assert f'<time data-bind="generated" datetime="{END_DATE}T04:00:00Z">{END_DATE} 04:00 UTC</time>' in html
-    assert page.headers == [f["label"] for f in latest["fields"]]
+    assert page.headers == [f["label"] for f in latest["fields"]] + ["Change"]
     assert len(page.rows) == view.PAGE_ROWS
     first = latest["predictions"][0]
-    assert page.rows[0] == [shown(first[f["name"]]) for f in latest["fields"]]
+    assert page.rows[0][:-1] == [shown(first[f["name"]]) for f in latest["fields"]]
     assert page.rows[-1][0] == latest["predictions"][99]["id"]
 
 
@@ -91,7 +92,7 @@ def test_every_row_is_embedded_for_the_script(out: str, docs: list[dict]) -> Non
     blob = re.search(r'<script type="application/json" id="batch-data">(.*?)</script>', html, re.S).group(1)
     data = json.loads(blob)
     assert data["date"] == END_DATE and data["total"] == COUNT
-    assert [c["name"] for c in data["columns"]] == [f["name"] for f in docs[-1]["fields"]]
+    assert [c["name"] for c in data["columns"]] == [f["name"] for f in docs[-1]["fields"]] + ["change"]
     assert len(data["rows"]) == COUNT
     assert data["rows"][-1][0] == docs[-1]["predictions"][-1]["id"]
 
@@ -166,7 +167,8 @@ def test_one_page_per_recent_date_with_navigation(out: str, docs: list[dict]) ->
     assert middle.link(f"Newer: {dates[0]}") == f"/d/{dates[0]}.html"
     assert middle.link(f"Older: {dates[2]}") == f"/d/{dates[2]}.html"
     latest = Page(read(out, "index.html"))
-    assert [href for href, _ in latest.links if href.startswith("/d/") and "page-" not in href] == [
+    pages = [href for href, _ in latest.links if href.startswith("/d/") and href.endswith(".html")]
+    assert [href for href in pages if "page-" not in href] == [
         f"/d/{dates[1]}.html", *[f"/d/{d}.html" for d in dates[:DAYS_BUILT]]]
 
 

@@ -368,3 +368,12 @@ def test_cli_delete_site(cli, aws):
     assert cli("--publish") == 0
     assert cli("--delete-site") == 0
     assert aws.cloudfront.list_distributions()["DistributionList"].get("Quantity", 0) == 0
+
+
+def test_publish_names_the_values_the_site_function_must_have(aws, site, deployed):
+    lines: list[str] = []
+    report = publish_site(STAGE, str(site), clients=aws, deployed_dir=str(deployed), progress=lines.append)
+    assert report.bucket == "example-predictions-site-dev"  # the site function's SITE_BUCKET (.chalice/config.json)
+    dist_id = load_state(STAGE, str(deployed))["distribution_id"]
+    assert f"warning: set SITE_DISTRIBUTION_ID={dist_id} in .chalice/config.json (lambda_functions.site)" in "\n".join(
+        lines)

@@ -76,8 +76,9 @@ def test_a_400_digit_integer_is_left_out_of_the_chart_not_a_crash():
 def test_everyday_charts_keep_their_labels():
     geometry = chart.chart_of(batch_of([{"id": "a", "value": 412.5, "lower": 380.0, "upper": 441.2},
                                         {"id": "b", "value": 12, "lower": 10, "upper": 14}]))
-    assert [t["label"] for t in geometry["ticks"]] == ["0", "200", "400", "600"]  # as before
-    assert geometry["bars"][0]["tooltip"] == "a (a): 412.5 (380–441.2)"
+    # The axis ends at the round step just above the largest bound (441.2), not at 600.
+    assert [t["label"] for t in geometry["ticks"]] == ["0", "100", "200", "300", "400", "500"]
+    assert geometry["bars"][0]["tooltip"] == "a (a): 412.5 (380.0–441.2)"  # one precision, as in the table
 
 
 @pytest.mark.parametrize(("value", "text"), [

@@ -114,7 +114,8 @@ import app
 api_modules = sorted(m for m in sys.modules if m.split(".")[0] in ("boto3", "botocore"))
 import chalice_app.warming.scheduled as warmer
 print(json.dumps({"api_modules": api_modules, "handler": type(warmer.warm_api).__name__,
-                  "sources": [s.schedule_expression.to_string() for s in app.app.event_sources]}))
+                  "sources": [s.schedule_expression.to_string() for s in app.app.event_sources
+                              if hasattr(s, "schedule_expression")]}))  # the site rule is not a schedule
 """
 
 

@@ -10,6 +10,7 @@ it, the site built from that bucket and the local edge serving it. Ctrl-C stops 
         stack.endpoint, stack.api_url, stack.edge_url, stack.site_dir, stack.env
         stack.publish(doc)              # a batch into the local bucket, through the publish code
         stack.publish_command()         # the shell line that does the same with predictions-publish
+        stack.wait_for_site(date)       # with follow=True: until the site was re-rendered for `date`
 
 Everything binds 127.0.0.1, and everything the context manager started is stopped when the
 with-block ends, however it ends (an exception, Ctrl-C, SIGTERM).
@@ -207,6 +208,7 @@ class LocalStack:
     edge_url: str | None = None  # the local edge: the site, and /api/* forwarded to api_url
     log_path: str | None = None  # where the started processes write, when not to this terminal
     build_seconds: float | None = None  # how long build_site.py took
+    follower: SiteFollower | None = None  # re-renders site_dir when the pointer moves (site=True)
     processes: list[subprocess.Popen] = field(default_factory=list)  # chalice local, the edge
     moto: Any = None  # the ThreadedMotoServer (in this process)
 
@@ -218,6 +220,25 @@ class LocalStack:
     def s3(self) -> Any:
         """A boto3 S3 client of moto's server."""
         return s3_client(self.endpoint)
+
+    def wait_for_site(self, date: str, timeout: float = 30.0) -> dict:
+        """Wait until the site folder's manifest names `date` as latest (the follower rebuilt it)."""
+        import json
+
+        assert self.site_dir is not None, "the stack was started without site=True"
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with open(os.path.join(self.site_dir, "manifest.json"), encoding="utf-8") as fh:
+                    manifest = json.load(fh)
+                followed = self.follower is None or any(r.get("latest") == date for r in self.follower.results)
+                if manifest.get("latest") == date and followed:
+                    return manifest
+            except (OSError, ValueError):
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the site did not show {date} within {timeout:.0f} s")
+            time.sleep(0.1)
 
     def publish(self, doc: dict, *, force: bool = False) -> Any:
         """Publish a batch document to the local bucket through the publish code (a PublishResult)."""
@@ -241,6 +262,64 @@ class LocalStack:
         return f"{env} {shlex.join(self.publish_argv(file, date, *extra))}"
 
 
+class SiteFollower:
+    """What the site function does in AWS, on this machine: watch the local pointer (a HEAD every
+    `interval` seconds on moto, standing in for S3 -> EventBridge) and, when it moves, call the same
+    handler (chalice_app.website.rebuild.handle) with an EventBridge-shaped event, the site being
+    the folder the edge serves. No invalidation locally: the edge has no cache."""
+
+    def __init__(self, endpoint: str, bucket: str, prefix: str, site_dir: str, days: int | None,
+                 interval: float = 0.5, say: Progress | None = None) -> None:
+        from chalice_app.config.stage_file import stage_environment
+        from chalice_app.website import rebuild
+
+        self.rebuild = rebuild
+        self.client = s3_client(endpoint)
+        self.bucket, self.prefix, self.interval = bucket, prefix, interval
+        self.env = {**stage_environment(STAGE), "SITE_BUCKET": "", "SITE_DISTRIBUTION_ID": "",
+                    "SITE_DAYS": str(days or 7)}
+        self.site = rebuild.DirSite(site_dir)
+        self.say = say or (lambda _: None)
+        self.results: list[dict] = []
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="site-follower", daemon=True)
+
+    def event(self) -> dict:
+        """The EventBridge event S3 sends for the pointer (the fields the handler reads)."""
+        key = f"{self.prefix}latest.json"
+        return {"version": "0", "detail-type": "Object Created", "source": "aws.s3",
+                "resources": [f"arn:aws:s3:::{self.bucket}"],
+                "detail": {"bucket": {"name": self.bucket}, "object": {"key": key}, "reason": "PutObject"}}
+
+    def start(self) -> None:
+        # The site was just built from the current pointer: only a move from here on rebuilds.
+        self.site._mark = self.rebuild.pointer_mark(self.client, self.bucket, self.prefix)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                mark = self.rebuild.pointer_mark(self.client, self.bucket, self.prefix)
+                if mark is None or mark == self.site.mark():
+                    continue
+                summary = self.rebuild.handle(self.event(), self.env, clients=self.rebuild.Clients(self.client),
+                                              site=self.site, sleep=self._stop.wait)
+            except Exception as exc:  # noqa: BLE001 - reported; the next poll retries
+                self.errors.append(f"{type(exc).__name__}: {exc}")
+                self.say(f"Site       rebuild failed: {exc}")
+                self._stop.wait(5)
+                continue
+            self.results.append(summary)
+            if not summary.get("skipped"):
+                self.say(f"Site       rebuilt for {summary['latest']}: {summary['files_changed']} file(s) changed "
+                         f"in {summary['ms']:.0f} ms")
+
+
 def publish_program() -> list[str]:
     """This environment's predictions-publish console script (relative to the current folder when inside it)."""
     script = os.path.join(os.path.dirname(sys.executable), "predictions-publish")
@@ -253,7 +332,7 @@ def publish_program() -> list[str]:
 @contextlib.contextmanager
 def local_stack(*, days: int = 7, count: int = 200, end_date: str | None = None, api: bool = True,
                 site: bool = False, edge: bool = False, s3_port: int = 0, api_port: int = 0, edge_port: int = 0,
-                site_dir: str | None = None, site_days: int | None = None, fresh: bool = True,
+                site_dir: str | None = None, site_days: int | None = None, fresh: bool = True, follow: bool = False,
                 log_path: str | None = None, progress: Progress | None = None) -> Iterator[LocalStack]:
     """moto S3 + sample batches + `chalice local` (+ the site build) (+ the local edge), all on 127.0.0.1.
 
@@ -262,8 +341,10 @@ def local_stack(*, days: int = 7, count: int = 200, end_date: str | None = None,
     into site_dir (default: a temporary folder removed on exit; site_days passes --days to the build).
     edge: serve site_dir through the local edge, /api/* forwarded to chalice local (implies site).
     *_port: fixed ports (0: a free one). fresh: reset moto's in-process state first, so the bucket
-    holds exactly the seeded batches. log_path: the started processes (and the build) write there,
-    appending, instead of to this terminal. progress: called with the `make run` status lines.
+    holds exactly the seeded batches. follow: re-render site_dir whenever the pointer moves, through
+    the site function's handler (SiteFollower; `make run` turns it on). log_path: the started
+    processes (and the build) write there, appending, instead of to this terminal. progress: called
+    with the `make run` status lines.
 
     On exit, however it happens (an exception, Ctrl-C, SIGTERM: turned into KeyboardInterrupt while
     the stack runs), everything started here is stopped and the temporary site folder removed.
@@ -298,6 +379,10 @@ def local_stack(*, days: int = 7, count: int = 200, end_date: str | None = None,
                 cleanup.callback(shutil.rmtree, site_dir, ignore_errors=True)
             stack.site_dir = site_dir
             stack.build_seconds = _build_site(site_dir, site_days, stack.env, output, log_path)
+            if follow:
+                stack.follower = SiteFollower(endpoint, bucket, prefix, site_dir, site_days, say=say)
+                stack.follower.start()
+                cleanup.callback(stack.follower.stop)
         if edge:
             assert stack.api_url is not None and stack.site_dir is not None
             port = _port(edge_port, "site")
@@ -420,8 +505,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with local_stack(days=args.days, count=args.count, site=with_site, edge=with_site, s3_port=args.s3_port,
                          api_port=args.api_port, edge_port=args.site_port, site_dir=args.site_dir,
-                         progress=say) as stack:
+                         follow=with_site, progress=say) as stack:
             say(f"Publish    {stack.publish_command()}")
+            if stack.follower is not None:
+                say("           the site is re-rendered within a second or two of each publish (as in AWS)")
             say("Ctrl-C stops everything.")
             while all(proc.poll() is None for proc in stack.processes):
                 time.sleep(0.5)

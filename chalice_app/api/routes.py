@@ -9,7 +9,7 @@ from http import HTTPStatus
 
 from chalice import Chalice, Response
 
-from chalice_app import __version__, metrics
+from chalice_app import __version__, metrics, site_trigger
 from chalice_app.api import container, warmup
 from chalice_app.api.cursor import Cursor, CursorError
 from chalice_app.api.limits import DEFAULT_LIMIT, MAX_LIMIT, MAX_Q_LENGTH
@@ -251,4 +251,6 @@ def get_prediction(date: str, pid: str) -> Response:
 # The warmer's scheduled function lives on a blueprint so that its Lambda handler is
 # chalice_app.warming.scheduled.warm_api (app.py stays a few lines); registered only when the stage turns it on.
 app.register_blueprint(warmer.blueprint)
+# The site function (EventBridge rule on the latest pointer), the same way: chalice_app/site_trigger.py.
+app.register_blueprint(site_trigger.blueprint)
 container.mark_ready()

@@ -617,7 +617,15 @@ def _read_csv(
     name: str, lines_in: Iterator[str], progress: Callable[[int], None] | None
 ) -> tuple[list, list[int], list[RowError]]:
     # Line ends kept, so quoted cells keep their own line breaks and csv sees every kind of line end.
-    reader = csv.reader(_csv_lines(lines_in))
+    # The raw text of each record is kept too: csv drops the quotes, and a quoted cell is text.
+    consumed: list[str] = []
+
+    def fed(lines: Iterator[str]) -> Iterator[str]:
+        for line in lines:
+            consumed.append(line)
+            yield line
+
+    reader = csv.reader(fed(_csv_lines(lines_in)))
     try:
         header = next(reader)
         while not header:  # blank lines before the header
@@ -627,6 +635,9 @@ def _read_csv(
     except csv.Error as e:
         raise InputError(f"{name}: unreadable CSV at line {reader.line_num}: {e}") from e
     _check_header(name, header)
+    # A file that quotes every header cell quotes everything (QUOTE_ALL exports): there, quotes
+    # carry no meaning. Otherwise a quoted cell is text, as the site's CSV downloads write it.
+    quotes_mean_text = not all(_quoted_cells("".join(consumed).lstrip("\r\n")))
 
     id_index = header.index("id")
     width = len(header)
@@ -635,8 +646,11 @@ def _read_csv(
     errors: list[RowError] = []
     parse = parse_csv_cell
     before = reader.line_num
+    consumed.clear()
     try:
         for cells in reader:
+            raw = "".join(consumed)
+            consumed.clear()
             # A record starts on the line after the previous one ended, even if a quoted
             # cell makes it span several lines.
             line = before + 1
@@ -651,7 +665,13 @@ def _read_csv(
                     )
                 )
                 continue
-            row = dict(zip(header, map(parse, cells), strict=True))
+            if quotes_mean_text and '"' in raw:
+                # "007", "42" and "" were quoted to stay text: only unquoted cells are parsed.
+                quoted = _quoted_cells(raw)
+                values = [cell if q else parse(cell) for cell, q in zip(cells, quoted, strict=False)]
+                row = dict(zip(header, values, strict=True))
+            else:
+                row = dict(zip(header, map(parse, cells), strict=True))
             row["id"] = cells[id_index]  # ids like '00017' must not become numbers
             rows.append(row)
             lines.append(line)
@@ -660,6 +680,30 @@ def _read_csv(
     except csv.Error as e:
         raise InputError(f"{name}: unreadable CSV at line {reader.line_num}: {e}") from e
     return rows, lines, errors
+
+
+def _quoted_cells(record: str) -> list[bool]:
+    """For each cell of one raw CSV record (RFC 4180), whether it was written in quotes."""
+    flags: list[bool] = []
+    pos, end = 0, len(record)
+    while True:
+        quoted = record.startswith('"', pos)
+        flags.append(quoted)
+        if quoted:
+            pos += 1
+            while pos < end:
+                close = record.find('"', pos)
+                if close < 0:
+                    return flags
+                if record.startswith('""', close):
+                    pos = close + 2
+                    continue
+                pos = close + 1
+                break
+        comma = record.find(",", pos)
+        if comma < 0:
+            return flags
+        pos = comma + 1
 
 
 def _check_header(name: str, header: list[str]) -> None:

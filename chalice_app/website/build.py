@@ -83,7 +83,7 @@ def open_store(stage: str, source: str) -> PredictionStore:
     stage's limits on what one object may cost (MAX_STORED_BYTES, MAX_BATCH_BYTES, MAX_JSON_DEPTH)."""
     from chalice_app.config.settings import SettingsError, load_settings
     from chalice_app.config.stage_file import StageError, stage_environment
-    from chalice_app.store.sources import DirSource, S3Source
+    from chalice_app.store.sources import DirSource
 
     try:
         settings = load_settings(stage_environment(stage))
@@ -99,5 +99,14 @@ def open_store(stage: str, source: str) -> PredictionStore:
         raise BuildError(f"stage {stage!r} has no PREDICTIONS_BUCKET in .chalice/config.json")
     from chalice_app.aws_clients import make_s3_client
 
-    return PredictionStore(S3Source(make_s3_client(settings), settings.bucket, **limits), settings.prefix,
-                           max_batches=2, max_json_depth=settings.max_json_depth)
+    return s3_store(settings, make_s3_client(settings))
+
+
+def s3_store(settings, client) -> PredictionStore:  # noqa: ANN001 - Settings, a botocore S3 client
+    """A store of the stage's bucket through `client`, with the stage's limits (the site's view of it:
+    two batches in memory at a time, enough to render one date after another)."""
+    from chalice_app.store.sources import S3Source
+
+    limits = {"max_stored_bytes": settings.max_stored_bytes, "max_batch_bytes": settings.max_batch_bytes}
+    return PredictionStore(S3Source(client, settings.bucket, **limits), settings.prefix, max_batches=2,
+                           max_json_depth=settings.max_json_depth)

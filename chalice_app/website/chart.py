@@ -8,12 +8,12 @@ from decimal import Decimal
 from typing import Any
 
 from chalice_app.store.batch import Batch
-from chalice_app.website.view import is_number
+from chalice_app.website.view import column_decimals, is_number, number_text
 
 CHART_TOP = 20
 _TINY = 1e-300  # spans below this draw on a unit axis (10**e would leave the normal floats)
 
-def _nice_step(span: float, ticks: int = 4) -> float:
+def _nice_step(span: float, ticks: float = 4) -> float:
     """A round step (1, 2, 2.5 or 5 times a power of ten) of at least span / ticks; finite for any finite span."""
     raw = span / ticks
     if not raw >= _TINY:  # zero, or too small for 10**e to be a normal float: a unit axis
@@ -36,9 +36,13 @@ def _short(label: str, limit: int = 26) -> str:
     return label if len(label) <= limit else label[: limit - 1] + "…"
 
 
-# Layout of the chart in SVG user units; the SVG scales to the page width.
-CHART_WIDTH, LABEL_WIDTH, PLOT_X, PLOT_WIDTH, ROW_HEIGHT, BAR_HEIGHT, TOP_PAD = 640, 190, 200, 360, 20, 12, 8
-
+# Layout of the chart in SVG user units; the SVG scales to the page width. Each bar has its label
+# and value on a line above it, so a 360 px phone still shows 13-unit text at 11+ CSS px
+# (the stylesheet sets the size; tools/lighthouse and the browser test check it).
+CHART_WIDTH, PLOT_X, PLOT_WIDTH, ROW_HEIGHT, BAR_HEIGHT, TOP_PAD = 380, 14, 352, 30, 10, 4
+LABEL_WIDTH = PLOT_X  # labels start where the plot does
+TEXT_DY, BAR_DY = 12, 16  # baseline of the label line, top of the bar, from the top of a row
+AXIS_TICKS = (3, 4, 5, 6)  # the axis is split in this many round steps, whichever ends lowest
 
 @dataclass(frozen=True)
 class _Scale:
@@ -63,28 +67,44 @@ def _scale_of(rows: list[tuple[dict, float, tuple[float, ...]]]) -> _Scale:
     """An axis that holds zero and every value and bound, on round tick steps."""
     ceiling = max(0.0, max(max((*bounds, value)) for _, value, bounds in rows))
     floor = min(0.0, min(min((*bounds, value)) for _, value, bounds in rows))
-    # Halves first: ceiling - floor itself can overflow (1.7e308 - -1.7e308); each half cannot.
-    step = _nice_step(ceiling / 2 - floor / 2, ticks=2)
-    lo, hi = math.floor(floor / step), math.ceil(ceiling / step)
-    return _Scale(lo, hi if hi > lo else lo + 1, step)  # all values zero: still a drawable axis
+    return nice_axis(floor, ceiling)
 
 
-def _bar(row: tuple[dict, float, tuple[float, ...]], n: int, scale: _Scale) -> dict[str, Any]:
+def nice_axis(floor: float, ceiling: float) -> _Scale:
+    """The axis from floor to ceiling (floor <= 0 <= ceiling) on round steps that ends closest to
+    the values: 0-1008 gives 0-1200 in steps of 200, not 0-1500."""
+    best: tuple[Decimal, int, _Scale] | None = None
+    for ticks in AXIS_TICKS:
+        # Halves first: ceiling - floor itself can overflow (1.7e308 - -1.7e308); each half cannot.
+        step = _nice_step(ceiling / 2 - floor / 2, ticks=ticks / 2)
+        lo, hi = math.floor(floor / step), math.ceil(ceiling / step)
+        scale = _Scale(lo, hi if hi > lo else lo + 1, step)  # all values zero: still a drawable axis
+        length = Decimal(repr(step)) * (scale.hi - scale.lo)  # exact: as a float it could overflow
+        if best is None or (length, scale.hi - scale.lo) < best[:2]:
+            best = (length, scale.hi - scale.lo, scale)
+    assert best is not None
+    return best[2]
+
+
+def _bar(row: tuple[dict, float, tuple[float, ...]], n: int, scale: _Scale, decimals: int | None) -> dict[str, Any]:
     item, value, bounds = row
-    y = TOP_PAD + n * ROW_HEIGHT
+    top = TOP_PAD + n * ROW_HEIGHT
+    y = top + BAR_DY
     mid = y + BAR_HEIGHT / 2
     name = str(item.get("label") or item["id"])
     range_path = None
     if bounds:
         a, b = scale.x(min(bounds)), scale.x(max(bounds))
         range_path = f"M{a:.1f} {mid:.1f}H{b:.1f}M{a:.1f} {mid - 4:.1f}v8M{b:.1f} {mid - 4:.1f}v8"
-    shown = _num(value) + (f" ({_num(min(bounds))}–{_num(max(bounds))})" if bounds else "")
+    def num(x: float) -> str:  # the table's precision when the values have one, else a short form
+        return number_text(x, decimals) if decimals is not None else _num(x)
+
+    shown = num(value) + (f" ({num(min(bounds))}–{num(max(bounds))})" if bounds else "")
     # Bars grow from zero, so a negative value points left of the axis instead of looking small.
     start, end = sorted((scale.x(0.0), scale.x(value)))
     return {"label": _short(name), "tooltip": f"{name} ({item['id']}): {shown}", "y": y,
-            "text_y": f"{y + BAR_HEIGHT - 1:.0f}", "x": f"{start:.1f}", "width": f"{end - start:.1f}",
-            "range": range_path, "value": _num(value),
-            "value_x": f"{scale.x(max((*bounds, value))) + 6:.1f}"}
+            "text_y": f"{top + TEXT_DY}", "x": f"{start:.1f}", "width": f"{end - start:.1f}",
+            "range": range_path, "value": shown, "value_x": f"{CHART_WIDTH}"}
 
 
 def chart_of(batch: Batch, top: int = CHART_TOP) -> dict[str, Any] | None:
@@ -102,13 +122,14 @@ def chart_of(batch: Batch, top: int = CHART_TOP) -> dict[str, Any] | None:
         return None
     rows = sorted(rows, key=lambda row: (-row[1], row[0]["id"]))[:top]
     scale = _scale_of(rows)
-    bars = [_bar(row, n, scale) for n, row in enumerate(rows)]
+    decimals = column_decimals(batch.items, "value")
+    bars = [_bar(row, n, scale, decimals) for n, row in enumerate(rows)]
     bottom = TOP_PAD + len(rows) * ROW_HEIGHT
     ticks = [{"x": f"{x:.1f}", "label": label} for x, label in scale.ticks()]
     ranges = any(bar["range"] for bar in bars)
     return {
-        "width": CHART_WIDTH, "height": bottom + 22, "top": TOP_PAD - 4, "bottom": bottom,
-        "tick_y": bottom + 16, "label_x": LABEL_WIDTH, "bar_height": BAR_HEIGHT, "bars": bars, "ticks": ticks,
+        "width": CHART_WIDTH, "height": bottom + 20, "top": TOP_PAD, "bottom": bottom + 4,
+        "tick_y": bottom + 18, "label_x": LABEL_WIDTH, "bar_height": BAR_HEIGHT, "bars": bars, "ticks": ticks,
         "title": f"Top {len(rows)} predicted values for {batch.date}",
         "desc": "Largest first" + (", value with its lower to upper range" if ranges else "") + ": "
                 + "; ".join(bar["tooltip"] for bar in bars) + ".",

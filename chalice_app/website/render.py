@@ -21,7 +21,8 @@ import hashlib
 import json
 import os
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 import jinja2
@@ -29,18 +30,20 @@ import jinja2
 from chalice_app.api.limits import DEFAULT_LIMIT, MAX_LIMIT, MAX_Q_LENGTH
 from chalice_app.store.batch import Batch
 from chalice_app.store.cache import BatchNotFound, PredictionStore, StoreUnavailable
+from chalice_app.website import changes as changes_mod
+from chalice_app.website import downloads
 from chalice_app.website.chart import chart_of
 from chalice_app.website.serving import SECURITY_HEADERS, cache_control_for, content_type_for
 from chalice_app.website.view import (
     DEFAULT_DAYS,
     PAGE_ROWS,
     batch_summary,
-    cell_text,
     columns_of,
     date_nav,
     date_url,
     embedded_data,
     pager,
+    table_rows,
     thousands,
 )
 
@@ -48,6 +51,9 @@ from chalice_app.website.view import (
 SITE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "site")
 API_BASE = "/api"  # same origin: CloudFront and the local edge route /api/* to the API
 API_PAGE = "/docs/api.html"
+# The one page that lists every rendered date: date pages link to it instead of carrying the list,
+# so a new date changes none of an older date's pages (only index.html carries the list too).
+DATES_PAGE = "/dates.html"
 ASSETS = ("site.css", "site.js", "favicon.svg")
 
 
@@ -73,7 +79,8 @@ class Renderer:
             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
         )
         self.env.filters["thousands"] = thousands
-        self.env.globals.update(asset=asset_urls.__getitem__, api_page=API_PAGE, api_base=API_BASE)
+        self.env.globals.update(asset=asset_urls.__getitem__, api_page=API_PAGE, api_base=API_BASE,
+                                dates_page=DATES_PAGE)
 
     def page(self, template: str, **context: Any) -> bytes:
         try:
@@ -98,32 +105,40 @@ def _shown_path(path: str) -> str:
 
 
 def batch_pages(renderer: Renderer, batch: Batch, nav_dates: list[str], latest: str,
-                is_latest_page: bool) -> dict[str, bytes]:
-    """The first page of a batch (index.html or d/<date>.html) and, for date pages, the rest."""
-    columns = columns_of(batch)
+                is_latest_page: bool, previous: Batch | None = None,
+                links: list[dict] | None = None, keep: Mapping[str, Any] = MappingProxyType({})) -> dict[str, bytes]:
+    """The first page of a batch (index.html or d/<date>.html) and, for date pages, the rest
+    (but the paths in `keep`, which the caller already has: see render_site)."""
+    columns, changes = changes_mod.with_changes(batch, previous, columns_of(batch))
     summary = batch_summary(batch)
     first_url = "/" if is_latest_page else date_url(batch.date)
-    common = {"batch": summary, "columns": columns, **date_nav(nav_dates, batch.date, latest)}
+    common = {"batch": summary, "columns": columns, **date_nav(nav_dates, batch.date, latest),
+              "changes": changes_mod.changes_context(changes), "downloads": links or []}
+    if not is_latest_page:
+        common["dates"] = []  # on DATES_PAGE: a new date must not change this date's pages
     description = (f"{summary['total']:,} predictions of {summary['model']} for {batch.date}, "
                    f"generated {summary['generated_display']}.")
     pages: dict[str, bytes] = {}
     numbers = [1] if is_latest_page else range(1, pager(batch.date, 1, len(batch), first_url)["count"] + 1)
     for number in numbers:
+        path = "index.html" if is_latest_page else date_url(batch.date, number).lstrip("/")
+        if path in keep:
+            continue
         rows = batch.items[(number - 1) * PAGE_ROWS : number * PAGE_ROWS]
         first = number == 1
         suffix = "" if first else f", page {number}"
+        nav = common if first else {**common, "newer": None, "older": None}  # page-<n>: no neighbours
         html = renderer.page(
-            "batch.html", **common,
+            "batch.html", **nav,
             title=(f"Latest predictions ({batch.date})" if is_latest_page else f"Predictions for {batch.date}")
             + suffix,
             description=description, section="latest" if is_latest_page else "date",
             script=first, refresh=is_latest_page,
             pager=pager(batch.date, number, len(batch), first_url),
-            rows=[[cell_text(item.get(c.name)) for c in columns] for item in rows],
+            rows=table_rows(rows, columns, changes, (number - 1) * PAGE_ROWS),
             chart=chart_of(batch) if first else None,
-            data_json=embedded_data(batch, columns) if first else None,
+            data_json=embedded_data(batch, columns, changes) if first else None,
         )
-        path = "index.html" if is_latest_page else date_url(batch.date, number).lstrip("/")
         pages[path] = html
     return pages
 
@@ -161,12 +176,14 @@ def hashed_assets(site_dir: str) -> dict[str, tuple[str, bytes]]:
     return out
 
 
-def manifest(files: dict[str, bytes], assets: dict[str, str], latest: str, dates: list[str]) -> bytes:
+def manifest(files: dict[str, bytes], assets: dict[str, str], latest: str, dates: list[str],
+             kept: Mapping[str, Any] = MappingProxyType({})) -> bytes:
     entries = {
         path: {"bytes": len(body), "sha256": hashlib.sha256(body).hexdigest(),
                "content_type": content_type_for(path), "cache_control": cache_control_for(path)}
-        for path, body in sorted(files.items())
+        for path, body in files.items()
     }
+    entries = {path: entries.get(path) or kept[path] for path in sorted({*entries, *kept})}
     doc = {"version": 1, "latest": latest, "dates": dates, "assets": assets, "files": entries,
            "headers": SECURITY_HEADERS}
     return (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode("utf-8")
@@ -185,8 +202,14 @@ def select_dates(store: PredictionStore, latest: str, days: int) -> list[str]:
 
 
 def render_site(store: PredictionStore, days: int = DEFAULT_DAYS, *, site_dir: str = SITE_DIR,
-                progress: Progress = quiet) -> dict[str, bytes]:
-    """Every file of the site, path -> bytes, without touching the disk."""
+                progress: Progress = quiet, keep: Mapping[str, Any] = MappingProxyType({})) -> dict[str, bytes]:
+    """Every file of the site, path -> bytes, without touching the disk.
+
+    `keep` (path -> its entry in the live manifest) names files the caller already has and vouches
+    are what this render would give (the site function's rebuild: pages of immutable batches whose
+    neighbours did not change). They are not rendered and not returned, but are in manifest.json as
+    they are, so the manifest is the same bytes as a full render's. A date whose first page is in
+    `keep` is skipped whole, its batch not even read."""
     if days < 1:
         raise BuildError("--days must be at least 1")
     try:
@@ -203,18 +226,53 @@ def render_site(store: PredictionStore, days: int = DEFAULT_DAYS, *, site_dir: s
         raise BuildError(f"cannot read the site's static files: {exc}") from None
     renderer = Renderer(site_dir, {name: "/" + path for name, (path, _) in assets.items()})
     files = {path: body for path, body in assets.values()}
-    files.update(batch_pages(renderer, latest, dates, latest.date, is_latest_page=True))
+    # Each page compares its batch with the one before it (read once, even beyond the --days window)
+    # and links the whole batch as d/<date>.csv and .json.
+    known, listed = {latest.date: latest}, _listed(store)
+
+    def batch_of(date: str) -> Batch:
+        if date not in known:
+            known[date] = _read(store, date)
+        return known[date]
+
+    def extras(batch: Batch) -> dict[str, Any]:
+        before = changes_mod.previous_date(listed, batch.date)
+        got = downloads.downloads_of(batch)
+        files.update(got)
+        return {"previous": batch_of(before) if before else None,
+                "links": downloads.download_links(got, batch.date)}
+
+    files.update(batch_pages(renderer, latest, dates, latest.date, is_latest_page=True, **extras(latest)))
     for n, date in enumerate(dates, 1):
-        batch = latest if date == latest.date else _read(store, date)
-        pages = batch_pages(renderer, batch, dates, latest.date, is_latest_page=False)
+        if date_url(date).lstrip("/") in keep:
+            progress(f"[{n}/{len(dates)}] {date}: unchanged, kept")
+            continue
+        batch = batch_of(date)
+        pages = batch_pages(renderer, batch, dates, latest.date, is_latest_page=False, **extras(batch), keep=keep)
         files.update(pages)
         progress(f"[{n}/{len(dates)}] {date}: {len(batch):,} predictions, {len(pages)} pages")
+    openapi = downloads.openapi_document(site_dir)
+    if openapi is not None:
+        files[downloads.OPENAPI_NAME] = openapi
+    renderer.env.globals["openapi_url"] = "/" + downloads.OPENAPI_NAME if openapi is not None else None
     files[API_PAGE.lstrip("/")] = api_page(renderer, latest)
+    files[DATES_PAGE.lstrip("/")] = renderer.page(
+        "dates.html", title="Every date on this site", section="dates", script=False,
+        description=f"Predictions of the last {len(dates)} dates, newest first.",
+        **date_nav(dates, latest.date, latest.date))
     files["404.html"] = renderer.page("404.html", title="Page not found", section="", script=False,
                                       description="There is no page at this address.", latest=latest.date,
                                       days=len(dates))
-    files["manifest.json"] = manifest(files, {k: v[0] for k, v in assets.items()}, latest.date, dates)
+    files["manifest.json"] = manifest(files, {k: v[0] for k, v in assets.items()}, latest.date, dates,
+                                      {path: entry for path, entry in keep.items() if path not in files})
     return files
+
+
+def _listed(store: PredictionStore) -> list[str]:
+    try:
+        return list(store.dates().value)
+    except StoreUnavailable as exc:
+        raise BuildError(f"cannot list the batches under {_where(store)}: {exc}") from None
 
 
 def _read(store: PredictionStore, date: str) -> Batch:

@@ -20,6 +20,7 @@ CONTENT_TYPES = {
     ".json": "application/json; charset=utf-8",
     ".svg": "image/svg+xml",
     ".txt": "text/plain; charset=utf-8",
+    ".csv": "text/csv; charset=utf-8",
 }
 # Exactly what the pages use: own scripts, styles, favicon and the same-origin API. No inline
 # script or style anywhere (the embedded JSON is data, which script-src does not govern).

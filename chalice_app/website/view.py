@@ -9,7 +9,7 @@ import datetime as dt
 import json
 import math
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from chalice_app.store.batch import Batch
@@ -19,11 +19,16 @@ PAGE_ROWS = 100  # rows in the HTML of each page; the rest are behind "page-<n>"
 EMBED_MAX_ROWS = 5000  # rows the script can sort and filter in the page; bounds the page weight
 
 
+MAX_DECIMALS = 6  # a column's own precision never shows more decimals than this
+
+
 @dataclass(frozen=True)
 class Column:
     name: str
     label: str
     numeric: bool
+    decimals: int | None = None  # numeric columns: every cell with this many decimals (None: as written)
+    kind: str = ""  # "change": the build-time change against the previous batch
 
 
 def is_number(value: object) -> bool:
@@ -33,14 +38,69 @@ def is_number(value: object) -> bool:
 def columns_of(batch: Batch) -> list[Column]:
     """The batch's `fields` when it declares them, else every field in first-seen order, id first."""
     declared = batch.fields if isinstance(batch.fields, list) else []
-    cols = [Column(f["name"], str(f.get("label") or f["name"]), f.get("type") == "number")
+    cols = [Column(f["name"], str(f.get("label") or f["name"]), f.get("type") == "number",
+                   _declared_decimals(f))
             for f in declared if isinstance(f, dict) and isinstance(f.get("name"), str)]
-    if cols:
-        return cols
-    names: dict[str, None] = {"id": None}
-    for item in batch.items:
-        names.update(dict.fromkeys(item))
-    return [Column(name, name, _all_numbers(batch.items, name)) for name in names]
+    if not cols:
+        names: dict[str, None] = {"id": None}
+        for item in batch.items:
+            names.update(dict.fromkeys(item))
+        cols = [Column(name, name, _all_numbers(batch.items, name)) for name in names]
+    return [Column(c.name, c.label, True, column_decimals(batch.items, c.name))
+            if c.numeric and c.decimals is None else c for c in cols]
+
+
+def _declared_decimals(field: dict) -> int | None:
+    """A field's own "decimals" (0-10) when a batch says so; the contract's fields do not carry
+    one today, so this is for batches that will."""
+    value = field.get("decimals")
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 10 else None
+
+
+def decimals_of(value: object) -> int | None:
+    """How many decimals the value shows as written (412.5 -> 1, 12 -> 0); None when it cannot be
+    written without an exponent (1e21, 1.5e-7) or is not a number."""
+    if not is_number(value):
+        return None
+    text = cell_text(value)
+    if "e" in text or "I" in text or "N" in text:
+        return None
+    return len(text.partition(".")[2])
+
+
+def column_decimals(items: list[dict], name: str) -> int | None:
+    """One precision for a numeric column: the most decimals any of its values is written with
+    (at most MAX_DECIMALS); None (each value as written) when one of them needs an exponent."""
+    most = 0
+    for item in items:
+        value = item.get(name) if isinstance(item, dict) else None
+        if value is None or not is_number(value):
+            continue
+        places = decimals_of(value)
+        if places is None:
+            return None
+        most = max(most, places)
+    return min(most, MAX_DECIMALS)
+
+
+def number_text(value: object, decimals: int | None) -> str:
+    """A cell of a numeric column: exactly `decimals` decimals, as JavaScript's toFixed prints them
+    (the exact binary value rounded half away from zero), or cell_text when there is no precision,
+    the value is not a number or toFixed would fall back to String() (|x| >= 1e21)."""
+    if decimals is None or not is_number(value):
+        return cell_text(value)
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except OverflowError:
+        return cell_text(value)
+    if not math.isfinite(number) or abs(number) >= 1e21:
+        return cell_text(value)
+    exact = Decimal(number) if number != 0 else Decimal(0)  # -0.0 prints as 0 in JavaScript
+    return f"{exact.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP):f}"
+
+
+def cell_of(value: object, column: Column) -> str:
+    return number_text(value, column.decimals) if column.numeric else cell_text(value)
 
 
 def _all_numbers(items: list[dict], name: str) -> bool:
@@ -121,11 +181,24 @@ def script_json(payload: object) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def embedded_data(batch: Batch, columns: list[Column]) -> str:
-    # Rows as arrays in column order: about half the bytes of repeating every key per row.
-    rows = [[item.get(c.name) for c in columns] for item in batch.items[:EMBED_MAX_ROWS]]
-    payload = {"date": batch.date, "total": len(batch), "max_rows": EMBED_MAX_ROWS,
-               "columns": [{"name": c.name, "numeric": c.numeric} for c in columns], "rows": rows}
+def embedded_data(batch: Batch, columns: list[Column], changes: Any = None) -> str:
+    """Rows as arrays in column order: about half the bytes of repeating every key per row. With
+    changes (changes.Changes), the change column holds the delta (or "new") and each row one more
+    element past the columns, the change in percent, for the script to print."""
+    def row(n: int, item: dict) -> list:
+        cells = [item.get(c.name) for c in columns if c.kind != "change"]
+        if changes is not None:
+            delta, pct = changes.of(n)
+            cells += [delta, pct]
+        return cells
+
+    payload: dict[str, Any] = {
+        "date": batch.date, "total": len(batch), "max_rows": EMBED_MAX_ROWS,
+        "columns": [{"name": c.name, "numeric": c.numeric, "decimals": c.decimals,
+                     **({"kind": c.kind} if c.kind else {})} for c in columns],
+        "rows": [row(n, item) for n, item in enumerate(batch.items[:EMBED_MAX_ROWS])]}
+    if changes is not None:
+        payload["change_of"] = changes.column.name
     return script_json(payload)
 
 
@@ -179,3 +252,15 @@ def url_piece(text: object) -> str | None:
     except UnicodeEncodeError:
         return None
     return piece if _URL_INERT.issuperset(piece) else None
+
+
+def table_rows(items: list[dict], columns: list[Column], changes: Any = None, offset: int = 0) -> list[dict]:
+    """The pre-rendered rows: {"cells": [text per column], "new": id not in the previous batch}.
+    `offset` is the index of items[0] in the batch (for its changes)."""
+    rows = []
+    for n, item in enumerate(items, offset):
+        cells = [cell_of(item.get(c.name), c) for c in columns if c.kind != "change"]
+        if changes is not None:
+            cells.append(changes.text(n))
+        rows.append({"cells": cells, "new": changes is not None and changes.deltas[n] == "new"})
+    return rows

@@ -18,21 +18,40 @@
   const $ = (id) => document.getElementById(id);
   const table = $("predictions");
   const heads = Array.from(table.tHead.rows[0].cells);
+  const labels = heads.map((th) => th.textContent);
   const cols = data.columns;
+  const changeAt = cols.findIndex((c) => c.kind === "change");
   const state = { date: main.dataset.batchDate, rows: data.rows, sort: -1, desc: false, q: "", page: 0 };
 
   const text = (v) => (v === null || v === undefined ? "" : String(v));
+  // Each numeric column prints with one precision, as the build did (view.number_text).
+  const fixed = (v, d) => (d === null || d === undefined || !(Math.abs(v) < 1e21) ? String(v) : v.toFixed(d));
+  // changes.change_text: "+12.4 (+3.1%)", "new" or "".
+  function changeText(delta, pct, d) {
+    if (typeof delta === "string") return delta;
+    if (typeof delta !== "number") return "";
+    const shown = fixed(delta, d);
+    const sign = delta > 0 && /[1-9]/.test(shown) ? "+" : "";
+    return sign + shown + (typeof pct === "number" ? ` (${pct > 0 ? "+" : ""}${pct.toFixed(1)}%)` : "");
+  }
+  function cellText(row, i) {
+    const c = cols[i];
+    const v = row[i];
+    if (i === changeAt) return changeText(v, row[cols.length], c.decimals);
+    return c.numeric && typeof v === "number" ? fixed(v, c.decimals) : text(v);
+  }
   // Not toLocaleString: initialising Intl on load made the script's start-up a long task.
   const fmt = (n) => String(n).replace(/\B(?=(\d{3})+(?!\d))/g, ",");
   let collator = null; // created on the first text sort, not on every comparison
-  const isMissing = (v) => v === null || v === undefined;
+  // "new" in the change column sorts with the missing values.
+  const isMissing = (v, i) => v === null || v === undefined || (i === changeAt && typeof v !== "number");
 
   // Missing values sort last in both directions, as the API orders them.
   function compare(i, desc) {
     return (a, b) => {
       const x = a[i];
       const y = b[i];
-      if (isMissing(x) || isMissing(y)) return isMissing(x) - isMissing(y);
+      if (isMissing(x, i) || isMissing(y, i)) return isMissing(x, i) - isMissing(y, i);
       const r = typeof x === "number" && typeof y === "number"
         ? x - y
         : (collator ||= new Intl.Collator("en", { numeric: true })).compare(String(x), String(y));
@@ -45,7 +64,8 @@
     let rows = state.rows;
     if (state.q) {
       const q = state.q.toLowerCase();
-      rows = rows.filter((row) => row.some((v) => typeof v === "string" && v.toLowerCase().includes(q)));
+      rows = rows.filter((row) => row.some((v, i) => i !== changeAt && typeof v === "string"
+        && v.toLowerCase().includes(q)));
     }
     if (state.sort >= 0) rows = rows.slice().sort(compare(state.sort, state.desc));
     return rows;
@@ -53,11 +73,13 @@
 
   function rowElement(row) {
     const tr = document.createElement("tr");
-    row.forEach((v, i) => {
+    if (changeAt >= 0 && row[changeAt] === "new") tr.className = "new";
+    cols.forEach((c, i) => {
       const cell = document.createElement(i === 0 ? "th" : "td");
       if (i === 0) cell.scope = "row";
-      if (cols[i].numeric) cell.className = "n";
-      cell.textContent = text(v); // never markup: labels are data
+      else cell.dataset.label = labels[i]; // the card's label on a phone
+      if (c.numeric) cell.className = "n";
+      cell.textContent = cellText(row, i); // never markup: labels are data
       tr.appendChild(cell);
     });
     return tr;
@@ -85,15 +107,52 @@
     showControls(rows.length);
   }
 
+  function showSort() {
+    heads.forEach((th, j) => {
+      if (j === state.sort) th.setAttribute("aria-sort", state.desc ? "descending" : "ascending");
+      else th.removeAttribute("aria-sort");
+    });
+  }
+
+  // ---- the view in the URL: ?sort=<column>&order=asc|desc&q=<text>&page=<n> ----
+  // Sorting and paging add a history entry (back returns to the previous view); typing in the
+  // filter replaces the current one, so back does not step through every keystroke.
+  function query() {
+    const p = new URLSearchParams();
+    if (state.sort >= 0) {
+      p.set("sort", cols[state.sort].name);
+      p.set("order", state.desc ? "desc" : "asc");
+    }
+    if (state.q) p.set("q", state.q);
+    if (state.page > 0) p.set("page", String(state.page + 1));
+    const q = p.toString();
+    return location.pathname + (q ? `?${q}` : "");
+  }
+  function remember(replace) {
+    const url = query();
+    if (url === location.pathname + location.search) return;
+    if (replace) history.replaceState(null, "", url);
+    else history.pushState(null, "", url);
+  }
+  function restore() {
+    const p = new URLSearchParams(location.search);
+    state.sort = cols.findIndex((c) => c.name === p.get("sort"));
+    state.desc = state.sort >= 0 && p.get("order") === "desc";
+    state.q = (p.get("q") || "").trim();
+    state.page = Math.max(0, (Number.parseInt(p.get("page"), 10) || 1) - 1);
+    $("filter").value = state.q;
+    showSort();
+    render();
+    remember(true); // an unknown column or page out of range: the URL says what is shown
+  }
+
   function sortBy(i) {
     state.desc = state.sort === i ? !state.desc : false;
     state.sort = i;
     state.page = 0;
-    heads.forEach((th, j) => {
-      if (j === i) th.setAttribute("aria-sort", state.desc ? "descending" : "ascending");
-      else th.removeAttribute("aria-sort");
-    });
+    showSort();
     render();
+    remember(false);
   }
 
   heads.forEach((th, i) => {
@@ -103,14 +162,18 @@
     button.addEventListener("click", () => sortBy(i));
     th.replaceChildren(button);
   });
+  table.classList.add("sortable");
   $("filter").addEventListener("input", (event) => {
     state.q = event.target.value.trim();
     state.page = 0;
     render();
+    remember(true);
   });
-  $("prev").addEventListener("click", () => { state.page -= 1; render(); });
-  $("next").addEventListener("click", () => { state.page += 1; render(); });
-  showControls(state.rows.length); // the server already rendered the first page's rows
+  $("prev").addEventListener("click", () => { state.page -= 1; render(); remember(false); });
+  $("next").addEventListener("click", () => { state.page += 1; render(); remember(false); });
+  window.addEventListener("popstate", restore);
+  if (location.search) restore();
+  else showControls(state.rows.length); // the server already rendered the first page's rows
   // Reveal the controls (their space was reserved) and drop the links they replace. Element by
   // element rather than a class on <html>, which would restyle the whole page at once.
   document.querySelectorAll(".enhance").forEach((el) => el.classList.remove("enhance"));
@@ -133,10 +196,40 @@
     return Number.isNaN(t.getTime()) ? text(iso) : `${t.toISOString().slice(0, 16).replace("T", " ")} UTC`;
   }
 
+  // The change column of a newer batch, against the rows this page had (the batch before it).
+  function changed(oldRows, rows) {
+    const at = cols.findIndex((c) => c.name === data.change_of);
+    const before = new Map(oldRows.map((r) => [r[0], r[at]]));
+    const count = { up: 0, down: 0, same: 0, new: 0 };
+    rows.forEach((r) => {
+      const prev = before.get(r[0]);
+      let delta = null;
+      let pct = null;
+      if (!before.has(r[0])) {
+        delta = "new";
+        count.new += 1;
+      } else if (typeof prev === "number" && typeof r[at] === "number") {
+        delta = r[at] - prev;
+        pct = prev === 0 ? null : Math.round((delta / Math.abs(prev)) * 1000) / 10 || 0;
+        count[delta > 0 ? "up" : delta < 0 ? "down" : "same"] += 1;
+      }
+      before.delete(r[0]);
+      r[changeAt] = delta;
+      r[cols.length] = pct;
+    });
+    return `${count.up} up, ${count.down} down${count.same ? `, ${count.same} unchanged` : ""}, `
+      + `${count.new} new, ${before.size} dropped since ${state.date}`;
+  }
+
   function apply(meta, items) {
     const old = state.date;
-    state.date = meta.date;
+    const oldRows = state.rows;
     state.rows = items.map((item) => cols.map((c) => (item[c.name] === undefined ? null : item[c.name])));
+    if (changeAt >= 0) {
+      bind("changes", changed(oldRows, state.rows));
+      document.querySelectorAll(".dropped, .downloads").forEach((el) => { el.hidden = true; });
+    }
+    state.date = meta.date;
     state.page = 0;
     const model = meta.model || {};
     bind("date", meta.date);

@@ -1,0 +1,221 @@
+"""The site follows the publish: the site function's handler against moto (S3 + CloudFront), in process.
+
+A new pointer gives a new d/<date>.html, index.html and the dates page show it; only changed files
+are uploaded, only changed HTML invalidated; a duplicate event changes nothing; a failing upload
+leaves the live site as it was, and the next event finishes the job.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from chalice_app.website import rebuild
+from chalice_app.website.render import render_site
+from chalice_app.website.sync import html_invalidation_paths
+
+from helpers import BUCKET, PREFIX, make_doc
+
+SITE_BUCKET = "predictions-site-test"
+DATES = ["2026-11-18", "2026-11-19", "2026-11-20"]
+NEW = "2026-11-21"
+DAYS = 3
+
+
+def event(key: str = f"{PREFIX}latest.json") -> dict:
+    """What EventBridge delivers for S3 "Object Created" (abridged to the fields that matter)."""
+    return {"version": "0", "id": "e1", "detail-type": "Object Created", "source": "aws.s3",
+            "account": "123456789012", "time": "2026-11-21T04:00:00Z", "region": "us-east-1",
+            "resources": [f"arn:aws:s3:::{BUCKET}"],
+            "detail": {"version": "0", "bucket": {"name": BUCKET},
+                       "object": {"key": key, "size": 20, "etag": "x", "sequencer": "1"},
+                       "request-id": "r", "requester": "123456789012", "reason": "PutObject"}}
+
+
+@pytest.fixture
+def world(monkeypatch) -> Iterator[dict]:
+    from moto import mock_aws
+
+    with mock_aws():
+        import boto3
+
+        from chalice_app.publishing.publish import publish_document
+        from deploy import site_config
+
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket=BUCKET)
+        s3.create_bucket(Bucket=SITE_BUCKET)
+        for n, date in enumerate(DATES):
+            publish_document(s3, BUCKET, PREFIX, make_doc(date, n=250 + n), force=True)
+        cloudfront = boto3.client("cloudfront", region_name="us-east-1")
+        config = site_config.distribution_config(
+            stage="test", caller_reference="t", bucket_domain=f"{SITE_BUCKET}.s3.amazonaws.com", oac_id="",
+            api_domain="abc.execute-api.us-east-1.amazonaws.com", headers_policy_id="hp")
+        dist = cloudfront.create_distribution(DistributionConfig=config)["Distribution"]["Id"]
+        env = {"STAGE": "test", "PREDICTIONS_BUCKET": BUCKET, "PREDICTIONS_PREFIX": PREFIX,
+               "SITE_BUCKET": SITE_BUCKET, "SITE_DISTRIBUTION_ID": dist, "SITE_DAYS": str(DAYS)}
+        clients = rebuild.Clients(s3, cloudfront)
+        yield {"s3": s3, "cloudfront": cloudfront, "dist": dist, "env": env, "clients": clients,
+               "publish": lambda doc: publish_document(s3, BUCKET, PREFIX, doc, force=True)}
+
+
+def run(world, **kw) -> dict:
+    return rebuild.handle(event(), world["env"], clients=world["clients"], sleep=lambda s: None, **kw)
+
+
+def site_objects(s3) -> dict[str, str]:
+    out = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=SITE_BUCKET):
+        for obj in page.get("Contents", ()):
+            out[obj["Key"]] = obj["ETag"]
+    return out
+
+
+def text(s3, key: str) -> str:
+    return s3.get_object(Bucket=SITE_BUCKET, Key=key)["Body"].read().decode()
+
+
+def invalidations(world) -> list[list[str]]:
+    cf, dist = world["cloudfront"], world["dist"]
+    items = cf.list_invalidations(DistributionId=dist)["InvalidationList"].get("Items", [])
+    return [cf.get_invalidation(DistributionId=dist, Id=i["Id"])["Invalidation"]["InvalidationBatch"]["Paths"]
+            .get("Items", []) for i in items]
+
+
+def test_first_run_uploads_the_same_bytes_as_build_site(world, capsys):
+    summary = run(world)
+    assert summary["skipped"] is False and summary["latest"] == DATES[-1]
+    from chalice_app.config.settings import load_settings
+    from chalice_app.website.build import s3_store
+
+    files = render_site(s3_store(load_settings(world["env"]), world["s3"]), DAYS)
+    assert set(site_objects(world["s3"])) == set(files)
+    for key in ("index.html", f"d/{DATES[0]}.html", "dates.html", "manifest.json"):
+        assert world["s3"].get_object(Bucket=SITE_BUCKET, Key=key)["Body"].read() == files[key]
+    head = world["s3"].head_object(Bucket=SITE_BUCKET, Key="index.html")
+    assert head["ContentType"].startswith("text/html") and head["CacheControl"] == "no-cache"
+    record = json.loads([line for line in capsys.readouterr().out.splitlines() if "site_rebuild" in line][-1])
+    assert record["event"] == "site_rebuild" and record["SiteFilesChanged"] == len(files)
+    assert {m["Name"] for m in record["_aws"]["CloudWatchMetrics"][0]["Metrics"]} == {"SiteBuildMs",
+                                                                                      "SiteFilesChanged"}
+
+
+def test_a_new_batch_uploads_its_pages_and_a_few_shared_ones(world):
+    run(world)
+    before = site_objects(world["s3"])
+    world["publish"](make_doc(NEW, n=820))
+    summary = run(world)
+    after = site_objects(world["s3"])
+    s3 = world["s3"]
+    # The new date's pages exist, index.html shows it, the dates page lists it.
+    assert f"d/{NEW}.html" in after and f"d/{NEW}/page-9.html" in after
+    assert f"data-batch-date=\"{NEW}\"" in text(s3, "index.html")
+    assert f'href="/d/{NEW}.html"' in text(s3, "dates.html")
+    assert f"/d/{NEW}.html" in text(s3, "index.html")
+    # Only what changed was uploaded: the new date's pages plus a constant handful of shared files.
+    changed = {k for k in after if before.get(k) != after[k]}
+    new_pages = {k for k in after if k.startswith(f"d/{NEW}")}
+    shared = changed - new_pages
+    assert changed == new_pages | shared
+    assert shared <= {"index.html", "dates.html", "404.html", "docs/api.html", "manifest.json",
+                      f"d/{DATES[-1]}.html", f"d/{DATES[1]}.html"} | {k for k in after if k.startswith("downloads")}
+    assert summary["uploaded"] == len(changed)
+    # The oldest date left the window: its pages are gone (page-<n> pages of older dates never change).
+    gone = set(before) - set(after)
+    assert gone and all(k.startswith(f"d/{DATES[0]}") for k in gone)
+    assert all(before[k] == after[k] for k in after if k.startswith(f"d/{DATES[1]}/"))
+    # Only changed HTML is invalidated, and a folder of new pages is one wildcard path.
+    paths = invalidations(world)[-1]
+    assert paths == summary["invalidated"] == html_invalidation_paths(sorted(changed | gone))
+    assert f"/d/{NEW}/*" in paths and "/" in paths and "/index.html" in paths
+    assert not [p for p in paths if p.startswith("/assets/") or p.endswith(".json")]
+    assert len(paths) <= 12
+    # Pages of dates that stayed were not rendered again, yet the site is byte for byte a full render.
+    assert summary["kept"] > 0
+    assert_same_as_a_full_render(world)
+
+
+def assert_same_as_a_full_render(world) -> None:
+    from chalice_app.config.settings import load_settings
+    from chalice_app.website.build import s3_store
+
+    files = render_site(s3_store(load_settings(world["env"]), world["s3"]), DAYS)
+    s3 = world["s3"]
+    assert set(site_objects(s3)) == set(files)
+    different = [k for k, body in files.items() if s3.get_object(Bucket=SITE_BUCKET, Key=k)["Body"].read() != body]
+    assert different == []
+
+
+def test_a_duplicate_event_changes_nothing(world, capsys):
+    run(world)
+    world["publish"](make_doc(NEW, n=30))
+    run(world)
+    before, count = site_objects(world["s3"]), len(invalidations(world))
+    capsys.readouterr()
+    summary = run(world)
+    assert summary["skipped"] is True
+    assert site_objects(world["s3"]) == before
+    assert len(invalidations(world)) == count
+    assert '"event":"site_rebuild_skipped"' in capsys.readouterr().out
+
+
+def test_a_failing_upload_leaves_the_live_site_and_the_next_event_finishes(world, capsys):
+    run(world)
+    s3 = world["s3"]
+    index_before = text(s3, "index.html")
+    before = site_objects(s3)
+    world["publish"](make_doc(NEW, n=30))
+    real_put = s3.put_object
+    attempts = []
+
+    def failing_put(**kw):
+        if kw["Key"] == "index.html":
+            attempts.append(kw["Key"])
+            raise OSError("S3 is down")
+        return real_put(**kw)
+
+    s3.put_object = failing_put
+    with pytest.raises(RuntimeError, match="after 3 attempts"):
+        run(world)
+    assert len(attempts) == rebuild.ATTEMPTS
+    assert text(s3, "index.html") == index_before  # the live site is as it was
+    assert set(before) <= set(site_objects(s3))  # nothing deleted
+    assert json.loads(text(s3, "manifest.json"))["latest"] == DATES[-1]
+    out = capsys.readouterr().out
+    failed = json.loads([line for line in out.splitlines() if '"site_rebuild_failed"' in line][-1])
+    assert failed["SiteBuildFailures"] == 1 and "S3 is down" in failed["error"]
+    assert out.count('"site_rebuild_attempt_failed"') == rebuild.ATTEMPTS
+    s3.put_object = real_put
+    summary = run(world)  # Lambda's retry of the event, or the next one
+    assert summary["skipped"] is False and summary["latest"] == NEW
+    assert f"data-batch-date=\"{NEW}\"" in text(s3, "index.html")
+
+
+def test_a_broken_render_uploads_nothing(world, monkeypatch):
+    run(world)
+    before = site_objects(world["s3"])
+    world["publish"](make_doc(NEW, n=30))
+
+    from chalice_app.website.render import BuildError
+
+    def broken(*a, **kw):
+        raise BuildError("template batch.html line 1: boom")
+
+    monkeypatch.setattr(rebuild, "render_site", broken)
+    with pytest.raises(RuntimeError, match="boom"):
+        run(world)
+    assert site_objects(world["s3"]) == before
+
+
+def test_site_settings_are_checked():
+    assert rebuild.site_settings({}).days == 7
+    with pytest.raises(rebuild.RebuildConfigError, match="SITE_DAYS"):
+        rebuild.site_settings({"SITE_DAYS": "0"})
+
+
+def test_many_changed_pages_in_one_folder_are_one_wildcard():
+    keys = ["index.html", *[f"d/2026-11-21/page-{n}.html" for n in range(2, 40)], "d/2026-11-21.html"]
+    assert html_invalidation_paths(keys) == ["/", "/d/2026-11-21.html", "/d/2026-11-21/*", "/index.html"]
+    assert html_invalidation_paths(["assets/site.1.css", "manifest.json"]) == []
