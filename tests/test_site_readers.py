@@ -204,3 +204,11 @@ def test_the_change_column_of_a_built_page(built):
     assert re.search(r"\d+ up, \d+ down, 1 new, 1 dropped since " + docs[-2]["date"], html)
     last = Page(read(out, f"d/{END_DATE}/page-2.html"))
     assert last.rows[-1][0] == "sku-new" and last.rows[-1][-1] == "new"
+
+
+def test_the_pager_links_first_last_and_the_neighbours_only():
+    from chalice_app.website.view import pager
+
+    numbers = [link["number"] for link in pager("2026-11-20", 500, 100_000, "/d/2026-11-20.html")["links"]]
+    assert numbers == [1, None, 498, 499, 500, 501, 502, None, 1000]
+    assert [link["number"] for link in pager("2026-11-20", 1, 250, "/")["links"]] == [1, 2, 3]

@@ -217,8 +217,23 @@ def pager(date: str, number: int, total: int, first_url: str) -> dict[str, Any]:
         "first": min(total, (number - 1) * PAGE_ROWS + 1), "last": min(total, number * PAGE_ROWS),
         "previous": url(number - 1) if number > 1 else None,
         "next": url(number + 1) if number < count else None,
-        "links": [{"number": n, "url": url(n), "current": n == number} for n in range(1, count + 1)],
+        "links": _page_links(number, count, url),
     }
+
+
+PAGER_WINDOW = 2  # pages linked on each side of the current one
+
+
+def _page_links(number: int, count: int, url: Any) -> list[dict[str, Any]]:
+    """First, last and the pages around this one, with a gap marker between: a 100k-row batch has
+    1,000 pages, and linking every one from every page made each ~95 KB and slow to render."""
+    shown = sorted({1, count, *range(max(1, number - PAGER_WINDOW), min(count, number + PAGER_WINDOW) + 1)})
+    links: list[dict[str, Any]] = []
+    for n in shown:
+        if links and n > links[-1]["number"] + 1:
+            links.append({"number": None, "url": None, "current": False, "gap": True})
+        links.append({"number": n, "url": url(n), "current": n == number, "gap": False})
+    return links
 
 
 def date_nav(dates: list[str], current: str, latest: str) -> dict[str, Any]:
