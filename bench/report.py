@@ -5,7 +5,9 @@ from __future__ import annotations
 from bench.stats import median_of, ratio
 
 # The limits of the performance targets (docs/performance.md); each target reads "value <= limit".
-COLD_RATIO, WARM_PAGE_RATIO, FLAT_RATIO, LOAD_MS, RSS_MB, ZIP_KB = 0.6, 0.5, 1.25, 1000.0, 300.0, 100.0
+# The zip carries jinja2 and the templates for the site-rendering function (one zip for every function).
+COLD_RATIO, WARM_PAGE_RATIO, FLAT_RATIO, LOAD_MS, RSS_MB, ZIP_KB = 0.4, 0.5, 1.10, 2000.0, 450.0, 300.0
+COLD_RSS_MB = 30.0
 
 
 def _pair(runs: dict, key: str, a: str = "ours", b: str = "baseline") -> dict:
@@ -33,6 +35,12 @@ def summarize(results: dict, headline: int, sizes: list[int]) -> dict:
             "publish_s": r["publish_s"],
         }
         row["peak_rss_mb"]["ratio"] = ratio(row["peak_rss_mb"]["ours"], row["peak_rss_mb"]["baseline"])
+        if "ours-botocore" in r["cold"]:
+            row["cold_botocore_ms"] = _pair(r["cold"], "cold_ms", "ours-botocore")
+            row["cold_botocore_cpu_ms"] = _pair(r["cold"], "cpu_ms", "ours-botocore")
+            row["cold_botocore_rss_mb"] = {k: v / 1024 for k, v in
+                                           _pair(r["cold"], "maxrss_kb", "ours-botocore").items() if k != "ratio"}
+        row["load_rss_mb"] = {k: v / 1024 for k, v in _pair(r["load"], "maxrss_kb").items() if k != "ratio"}
         if "ours-nopyc" in r["cold"]:
             row["cold_nopyc_ms"] = _pair(r["cold"], "cold_ms", "ours-nopyc", "baseline-nopyc")
         if "ours-before" in r["cold"]:
@@ -70,7 +78,10 @@ def targets(summary: dict, headline: str, sizes: list[str]) -> list[dict]:
     if "cold_nopyc_ms" in head:
         found.append(_target(f"cold start <= {COLD_RATIO}x baseline, zip without .pyc (as Lambda runs it)",
                              head["cold_nopyc_ms"]["ratio"], COLD_RATIO, "x"))
+    found.append(_target(f"cold-path peak RSS <= {COLD_RSS_MB:.0f} MB", head["peak_rss_mb"]["ours"], COLD_RSS_MB, "MB"))
     found.append(_target(f"warm page <= {WARM_PAGE_RATIO}x baseline", head["warm_page_us"]["ratio"],
+                         WARM_PAGE_RATIO, "x"))
+    found.append(_target(f"warm by-id <= {WARM_PAGE_RATIO}x baseline", head["warm_id_us"]["ratio"],
                          WARM_PAGE_RATIO, "x"))
     if len(sizes) >= 2:
         small, large = sizes[0], sizes[-1]
@@ -80,8 +91,8 @@ def targets(summary: dict, headline: str, sizes: list[str]) -> list[dict]:
                                  flat, FLAT_RATIO, "x"))
     largest = s[sizes[-1]] if sizes else head
     n = f"{int(sizes[-1] if sizes else headline):,}"
-    found.append(_target(f"{n} batch first load < {LOAD_MS:.0f} ms", largest["first_load_ms"]["ours"], LOAD_MS, "ms"))
-    found.append(_target(f"{n} batch peak RSS < {RSS_MB:.0f} MB", largest["peak_rss_mb"]["ours"], RSS_MB, "MB"))
+    found.append(_target(f"{n} batch first load <= {LOAD_MS:.0f} ms", largest["first_load_ms"]["ours"], LOAD_MS, "ms"))
+    found.append(_target(f"{n} batch peak RSS <= {RSS_MB:.0f} MB", largest["peak_rss_mb"]["ours"], RSS_MB, "MB"))
     found.append(_target(f"deployment zip <= {ZIP_KB:.0f} KB", summary["zip_kb"]["ours"], ZIP_KB, "KB"))
     return found
 
@@ -129,6 +140,17 @@ def render(results: dict, summary: dict) -> str:
         _row("warm request: one id", head["warm_id_us"], "µs"),
         _row("deployment zip (boto3 excluded in both)", summary["zip_kb"], "KB"),
         _row("peak RSS of the cold-start process", head["peak_rss_mb"], "MB"),
+    ]
+    if "cold_botocore_ms" in head:
+        rss = head["cold_botocore_rss_mb"]
+        lines += [
+            _row("cold start with the botocore S3 client (credentials not in the environment)",
+                 head["cold_botocore_ms"], "ms"),
+            _row("cold start CPU time with the botocore S3 client", head["cold_botocore_cpu_ms"], "ms"),
+            f"| peak RSS of the cold start with the botocore S3 client | {_fmt(rss['ours'], 'MB')} | "
+            f"{_fmt(rss['baseline'], 'MB')} | {ratio(rss['ours'], rss['baseline']):.2f}x |",
+        ]
+    lines += [
         _row("first load of the batch (S3 read + parse + index)", head["first_load_ms"], "ms"),
     ]
     if len(sizes) > 1:

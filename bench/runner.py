@@ -26,14 +26,15 @@ RESULTS_DIR = Path(__file__).with_name("results")
 DATE = "2026-11-23"
 # The modules of the request path's speed: `--before REF` measures them as they were at REF, all
 # else equal (REF must have them at these paths).
+BIG_LIMITS = {"MAX_STORED_BYTES": str(256 << 20), "MAX_BATCH_BYTES": str(256 << 20)}
 PERF_MODULES = ("chalice_app/store/batch.py", "chalice_app/store/cache.py", "chalice_app/store/sources.py",
-                "chalice_app/aws_clients.py")
+                "chalice_app/aws_clients.py", "chalice_app/store/s3_http.py")
 
 
 @dataclass
 class Config:
     headline_size: int = 200  # the sample data's default day
-    sizes: list[int] = field(default_factory=lambda: [1_000, 10_000, 100_000])
+    sizes: list[int] = field(default_factory=lambda: [1_000, 10_000, 100_000, 1_000_000])
     cold_reps: int = 7
     warm_rounds: int = 5
     warm_requests: int = 200
@@ -62,14 +63,21 @@ def measure_size(s3: MotoS3, size: int, ours: Target, base: Target, cfg: Config,
     bucket = f"bench-{size}"
     s3.create_bucket(bucket)
     publish_s = s3.publish(bucket, DATE, size)
-    env = s3.child_env(bucket)
+    # The stage limits that let a 1M batch (117 MB of JSON) in: prod's bytes, and more.
+    env = s3.child_env(bucket, BIG_LIMITS if size > 200_000 else None)
     pair = [ours, base] + ([before] if before else [])
     out: dict = {"size": size, "publish_s": publish_s}
-    out["cold"] = interleaved(cfg.cold_reps, pair + extra_cold, lambda t: run_child("cold", t, env), cfg.jobs)
-    out["warm"] = interleaved(cfg.warm_rounds, pair, lambda t: run_child(
+    # The cold path on each S3 client the container can pick (the botocore one without env credentials).
+    botocore_client = Target("ours", ours.package_dir, label="ours-botocore")
+    cold_targets = [*pair, botocore_client, *extra_cold]
+    reps = cfg.cold_reps if size <= 100_000 else max(1, cfg.cold_reps // 3)
+    out["cold"] = interleaved(reps, cold_targets, lambda t: run_child(
+        "cold", t, env, **({"s3client": "botocore"} if t is botocore_client else {})), cfg.jobs)
+    rounds = cfg.warm_rounds if size <= 100_000 else max(1, cfg.warm_rounds // 2)
+    out["warm"] = interleaved(rounds, pair, lambda t: run_child(
         "warm", t, env, n=cfg.warm_requests, pid=middle_id(size)), cfg.jobs)
     out["load"] = interleaved(cfg.load_reps, pair, lambda t: run_child(
-        "load", t, env, date=DATE, breakdown=int(t is ours)), cfg.jobs)
+        "load", t, env, date=DATE, breakdown=int(t is ours and size <= 100_000)), cfg.jobs)
     return out
 
 

@@ -7,6 +7,7 @@ import os
 import time
 from typing import Any
 
+from chalice_app.config.settings import Settings
 from chalice_app.contract import DEFAULT_PREFIX
 from chalice_app.publishing.publish import publish_document
 from chalice_app.publishing.sample import make_batch
@@ -48,7 +49,9 @@ class MotoS3:
         """Publish a sample batch of `count` rows; returns the seconds publish_document took."""
         doc = make_batch(date, count)
         t = time.perf_counter()
-        publish_document(self.client, bucket, DEFAULT_PREFIX, doc, force=True)
+        # Limits that let the 1M batch in (117 MB of JSON), as the bench children are given them.
+        limits = Settings(max_batch_bytes=256 << 20, max_stored_bytes=256 << 20, max_batch_items=count)
+        publish_document(self.client, bucket, DEFAULT_PREFIX, doc, force=True, limits=limits)
         return time.perf_counter() - t
 
     def create_bucket(self, bucket: str) -> None:

@@ -30,6 +30,14 @@ def fake_aws(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(autouse=True)
+def http_s3_through_moto(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The API's botocore-free S3 client (chalice_app/store/s3_http.py) reaches in-process moto too."""
+    from s3_spy import route_http_client_through_moto
+
+    route_http_client_through_moto(monkeypatch)
+
+
+@pytest.fixture(autouse=True)
 def fresh_container() -> Iterator[None]:
     """Each test starts as a new Lambda container would: no settings, no store, cold."""
     from chalice_app.api import container

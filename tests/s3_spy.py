@@ -155,10 +155,18 @@ class S3Spy:
     # -- attaching ------------------------------------------------------------------------------
 
     def attach(self, client: Any) -> S3Spy:
-        """Hook into the client's events; attaching twice to the same client changes nothing."""
+        """Hook into the client's events; attaching twice to the same client changes nothing.
+
+        A botocore client is hooked through its event system; the botocore-free client
+        (chalice_app/store/s3_http.py) through its own call and send hooks, where the same rules
+        answer with the same faults, translated to what that client's wire would give."""
         if any(known is client for known in self._clients):
             return self
         self._clients.append(client)
+        if hasattr(client, "send_hooks"):
+            client.call_hooks.append(self._on_http_call)
+            client.send_hooks.insert(0, self._on_http_send)
+            return self
         client.meta.events.register("before-parameter-build.s3", self._on_call)
         # First: ahead of moto's own before-send handler, which would otherwise answer.
         client.meta.events.register_first("before-send.s3", self._on_send)
@@ -184,6 +192,22 @@ class S3Spy:
                 rule.hits += 1
         context[INJECTED] = rule is not None
         return rule.respond(request) if rule is not None else None
+
+    def _on_http_call(self, op: str, params: dict) -> None:
+        call = Call(op, params.get("Bucket"), params.get("Key"), params.get("Prefix"), dict(params))
+        with self._lock:
+            self.calls.append(call)
+
+    def _on_http_send(self, request: Any) -> Any:
+        call = Call(request.op, request.bucket, request.key, request.prefix, {})
+        with self._lock:
+            self.sends.append(call)
+            rule = next((r for r in self.rules if r.matches(call)), None)
+            if rule is not None:
+                rule.hits += 1
+        if rule is None:
+            return None
+        return http_response(rule.respond, request)
 
     # -- faults ---------------------------------------------------------------------------------
 
@@ -258,6 +282,59 @@ def _count(records: list[Call], op: str | None, key: KeyMatch) -> int:
     return sum(1 for call in list(records) if probe.matches(call))
 
 
+def http_response(respond: Callable[[Any], AWSResponse], request: Any) -> Any:
+    """A rule's answer as the botocore-free client's wire would give it: a transport error of the
+    same name (ReadTimeoutError, ...), or a Response whose body breaks as a socket's would."""
+    from chalice_app.store import s3_http
+
+    try:
+        answer = respond(request)
+    except BotoCoreError as exc:
+        mapped = s3_http.TRANSPORT_ERRORS.get(type(exc).__name__)
+        if mapped is None:
+            raise
+        raise mapped(str(exc)) from None
+
+    def read(amt: int) -> bytes:
+        try:
+            return answer.raw.read(None if amt < 0 else amt)
+        except Exception as exc:  # noqa: BLE001 - a reset mid-body, as the socket reports it
+            raise ConnectionResetError(str(exc)) from None
+
+    return s3_http.Response(answer.status_code, dict(answer.headers.items()), read)
+
+
+def route_http_client_through_moto(monkeypatch: Any) -> None:
+    """In-process moto (mock_aws) answers botocore's sends; the botocore-free client sends with
+    http.client, so its sends are offered to moto's stubber first (None: nothing mocked there, the
+    real network, e.g. a loopback server). Its signing and addressing are unchanged."""
+    from chalice_app.store import s3_http
+
+    real = s3_http.HttpS3Client._http
+
+    def _http(self, scheme, netloc, target, headers):
+        from botocore.awsrequest import AWSPreparedRequest
+        from moto.core.models import botocore_stubber
+
+        aws_request = AWSPreparedRequest("GET", f"{scheme}://{netloc}{target}", headers, None, True)
+        answer = botocore_stubber("before-send.s3", aws_request)
+        if answer is None:
+            return real(self, scheme, netloc, target, headers)
+        data = answer.raw.read() if hasattr(answer.raw, "read") else answer.content
+        chunks = [data]
+
+        def read(amt: int) -> bytes:
+            whole = chunks.pop() if chunks else b""
+            if amt >= 0 and len(whole) > amt:
+                chunks.append(whole[amt:])
+                whole = whole[:amt]
+            return whole
+
+        return s3_http.Response(answer.status_code, dict(answer.headers.items()), read)
+
+    monkeypatch.setattr(s3_http.HttpS3Client, "_http", _http)
+
+
 def skip_backoff_after_injected_faults(monkeypatch: Any) -> None:
     """botocore sleeps before each retry (up to 1 s after a throttle); after a fault a spy injected,
     the retry goes out at once. Real faults (a socket that never answers) keep the real backoff."""
@@ -271,3 +348,12 @@ def skip_backoff_after_injected_faults(monkeypatch: Any) -> None:
         return real(self, context)
 
     monkeypatch.setattr(standard.ExponentialBackoff, "delay_amount", delay_amount)
+
+    from chalice_app.store import s3_http
+
+    real_delay = s3_http.HttpS3Client.delay
+
+    def delay(self, attempt, *, throttled):
+        return 0.0 if self.last_send_injected else real_delay(self, attempt, throttled=throttled)
+
+    monkeypatch.setattr(s3_http.HttpS3Client, "delay", delay)

@@ -105,6 +105,17 @@ def _one_botocore_session(shared_botocore_session):
     """Every test is a new container; see conftest's shared_botocore_session."""
 
 
+@pytest.fixture(autouse=True, params=["http", "botocore"])
+def s3_client_kind(request, monkeypatch) -> str:
+    """Every test runs on both S3 clients the container can pick: the botocore-free one (the
+    environment holds credentials, as on Lambda) and botocore's (any other credentials)."""
+    if request.param == "botocore":
+        from chalice_app.store import s3_http
+
+        monkeypatch.setattr(s3_http, "make_client", lambda cfg, env=None: None)
+    return request.param
+
+
 @pytest.fixture
 def settings_() -> Settings:
     """The defaults of a deployed stage (2 attempts, Retry-After 5), on the test bucket."""

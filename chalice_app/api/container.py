@@ -52,20 +52,36 @@ def store() -> PredictionStore:
         with _lock:
             current = _state["store"]
             if current is None:
-                from chalice_app.aws_clients import make_s3_client
                 from chalice_app.store.sources import S3Source
 
                 cfg = settings()
                 current = _state["store"] = PredictionStore(
-                    S3Source(make_s3_client(cfg), cfg.bucket, max_stored_bytes=cfg.max_stored_bytes,
+                    S3Source(s3_client(cfg), cfg.bucket, max_stored_bytes=cfg.max_stored_bytes,
                              max_batch_bytes=cfg.max_batch_bytes),
                     cfg.prefix,
                     pointer_ttl=cfg.pointer_ttl,
                     batch_ttl=cfg.batch_ttl,
                     max_batches=cfg.max_cached_batches,
                     max_json_depth=cfg.max_json_depth,
+                    max_batch_items=cfg.max_batch_items,
                 )
     return current
+
+
+def s3_client(cfg: Settings) -> object:
+    """The container's S3 client, chosen once: the botocore-free one (chalice_app/store/s3_http.py)
+    when the environment holds credentials as Lambda provides them; otherwise botocore's client,
+    whose credential chain knows profiles, container and instance credentials and SSO."""
+    from chalice_app.store import s3_http
+
+    client = s3_http.make_client(cfg)
+    if client is not None:
+        _state["s3_client_kind"] = "http"
+        return client
+    from chalice_app.aws_clients import make_s3_client
+
+    _state["s3_client_kind"] = "botocore"
+    return make_s3_client(cfg)
 
 
 def begin_invocation() -> bool:

@@ -147,6 +147,9 @@ def publish_document(client: Any, bucket: str, prefix: str, doc: dict, *, force:
     if len(body) > limits.max_stored_bytes:
         raise PublishError(f"the batch stores as {len(body):,} bytes, over the {limits.max_stored_bytes:,} "
                            "the API reads (MAX_STORED_BYTES); nothing was uploaded", EXIT_INPUT)
+    if len(rows) > limits.max_batch_items:
+        progress(f"warning: {len(rows):,} predictions, over the {limits.max_batch_items:,} the API loads "
+                 "(MAX_BATCH_ITEMS): it will answer 503 batch_too_large for this date")
     gzipped = body is not raw
     digest = hashlib.sha256(raw).hexdigest()
     result = PublishResult(date, key, len(rows), len(body), len(raw), gzipped, False, dry_run)

@@ -31,6 +31,7 @@ T = TypeVar("T")
 FAULT_BACKOFF_SECONDS = 5.0
 MAX_NEGATIVE_ENTRIES = 256
 DEFAULT_MAX_JSON_DEPTH = Settings().max_json_depth
+DEFAULT_MAX_BATCH_ITEMS = Settings().max_batch_items
 
 
 class BatchNotFound(Exception):
@@ -94,6 +95,7 @@ class PredictionStore:
         batch_ttl: float = 300.0,
         max_batches: int = 8,
         max_json_depth: int = DEFAULT_MAX_JSON_DEPTH,
+        max_batch_items: int = DEFAULT_MAX_BATCH_ITEMS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.source = source
@@ -102,6 +104,7 @@ class PredictionStore:
         self.batch_ttl = batch_ttl
         self.max_batches = max(1, max_batches)
         self.max_json_depth = max_json_depth
+        self.max_batch_items = max_batch_items
         self.clock = clock
         self._lock = threading.RLock()
         self._reads = 0  # counts the source's answers, to tell which of two cached reads is newer
@@ -167,7 +170,7 @@ class PredictionStore:
             try:
                 answer = self._cached(self._batches, date, self.batch_ttl,
                                       lambda etag: self.source.get(batch_key(self.prefix, date), etag),
-                                      _parse_batch_of(date, self.max_json_depth))
+                                      _parse_batch_of(date, self.max_json_depth, self.max_batch_items))
             except NotFound:
                 # A listed date whose batch is gone: the listing is out of date, read it again.
                 listing, missing = self._meta.get("dates"), self._batches.get(date)
@@ -275,9 +278,10 @@ def _load_json(fetched: Fetched, max_depth: int = DEFAULT_MAX_JSON_DEPTH) -> Any
     return contract_json.loads(fetched.body, max_depth)
 
 
-def _parse_batch_of(date: str, max_depth: int = DEFAULT_MAX_JSON_DEPTH) -> Callable[[Fetched], Batch]:
+def _parse_batch_of(date: str, max_depth: int = DEFAULT_MAX_JSON_DEPTH,
+                    max_items: int = DEFAULT_MAX_BATCH_ITEMS) -> Callable[[Fetched], Batch]:
     def parse(fetched: Fetched) -> Batch:
-        batch = _parse_batch(fetched, max_depth)
+        batch = _parse_batch(fetched, max_depth, max_items)
         if batch.date != date:
             # Served under its key's date, its cursors would walk another date: a mix.
             raise BatchContractError(f"batch at the key of {date} says its date is {batch.date}")
@@ -286,14 +290,17 @@ def _parse_batch_of(date: str, max_depth: int = DEFAULT_MAX_JSON_DEPTH) -> Calla
     return parse
 
 
-def _parse_batch(fetched: Fetched, max_depth: int = DEFAULT_MAX_JSON_DEPTH) -> Batch:
+def _parse_batch(fetched: Fetched, max_depth: int = DEFAULT_MAX_JSON_DEPTH,
+                 max_items: int = DEFAULT_MAX_BATCH_ITEMS) -> Batch:
     # Parsing allocates a few objects per row, and none of them can be cyclic garbage. With the
     # collector on, the container's first full collection (of everything imported, ~10 ms) tends
     # to land right here, in the middle of a cold start; paused, it comes requests later, once.
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return Batch(_load_json(fetched, max_depth), fetched.etag)
+        # Held as the rows' JSON text plus an id index (store/batch.py), parsed a chunk at a time:
+        # a batch's peak memory is about its text plus ~150 bytes a row, not a dict per row.
+        return Batch.from_json(fetched.body, fetched.etag, max_depth=max_depth, max_items=max_items)
     finally:
         if was_enabled:
             gc.enable()

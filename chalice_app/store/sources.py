@@ -165,8 +165,15 @@ def read_bounded(read: Any, max_bytes: int, declared: int | None, what: str) -> 
     return first if len(chunks) == 1 else b"".join(chunks)
 
 
+def _is_client_error(exc: Exception) -> bool:
+    """An error answer from S3 (botocore's ClientError, s3_http's S3ClientError), told apart from a
+    transport failure without importing botocore: both carry the parsed answer in `.response`."""
+    return isinstance(getattr(exc, "response", None), dict) and "Error" in exc.response  # type: ignore[attr-defined]
+
+
 class S3Source:
-    """Reads the predictions bucket through one botocore client."""
+    """Reads the predictions bucket through one client: s3_http.HttpS3Client on the request path, or
+    a botocore client (credentials from anywhere else); both take botocore's call shape."""
 
     def __init__(self, client: Any, bucket: str, *, max_stored_bytes: int = DEFAULT_MAX_STORED_BYTES,
                  max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES) -> None:
@@ -176,8 +183,6 @@ class S3Source:
         self.max_batch_bytes = max_batch_bytes
 
     def get(self, key: str, if_none_match: str | None = None) -> Fetched | None:
-        from botocore.exceptions import ClientError
-
         kwargs = {"Bucket": self.bucket, "Key": key}
         if if_none_match:
             kwargs["IfNoneMatch"] = if_none_match
@@ -190,14 +195,14 @@ class S3Source:
         except ObjectTooLarge:
             _close(response.get("Body"))  # the rest of the body is never read: drop the connection
             raise
-        except ClientError as exc:
-            code = error_code(exc)
-            if code in ("304", "NotModified"):
-                return None
-            if code in ("NoSuchKey", "404"):
-                raise NotFound(key) from None
-            raise SourceUnavailable(f"S3 {code or 'error'} reading {key}", code or "error") from None
-        except Exception as exc:  # noqa: BLE001 - timeouts, resets, truncated reads, botocore bugs
+        except Exception as exc:  # noqa: BLE001 - timeouts, resets, truncated reads, client bugs
+            if _is_client_error(exc):
+                code = error_code(exc)
+                if code in ("304", "NotModified"):
+                    return None
+                if code in ("NoSuchKey", "404"):
+                    raise NotFound(key) from None
+                raise SourceUnavailable(f"S3 {code or 'error'} reading {key}", code or "error") from None
             # Whatever broke, a stale copy beats a 500: the store decides what to serve.
             raise SourceUnavailable(f"S3 unreachable reading {key}: {type(exc).__name__}",
                                     type(exc).__name__) from None
@@ -205,8 +210,6 @@ class S3Source:
                        response.get("ETag", ""))
 
     def list_dates(self, prefix: str) -> list[str]:
-        from botocore.exceptions import ClientError
-
         # Every key under the prefix, not the "folders": a folder holding only a stray object
         # (_SUCCESS, a console's "folder/" marker, a half-copied upload) is not a date.
         dates: list[str] = []
@@ -221,10 +224,10 @@ class S3Source:
                 if not page.get("IsTruncated"):
                     break
                 kwargs["ContinuationToken"] = page["NextContinuationToken"]
-        except ClientError as exc:
-            code = error_code(exc) or "error"
-            raise SourceUnavailable(f"S3 {code} listing {prefix}", code) from None
         except Exception as exc:  # noqa: BLE001 - as in get()
+            if _is_client_error(exc):
+                code = error_code(exc) or "error"
+                raise SourceUnavailable(f"S3 {code} listing {prefix}", code) from None
             raise SourceUnavailable(f"S3 unreachable listing {prefix}: {type(exc).__name__}",
                                     type(exc).__name__) from None
         return sorted(set(dates), reverse=True)
