@@ -42,10 +42,10 @@ test-fast: venv ## the fast tests only (no subprocesses, servers or browser)
 run: venv ## moto S3 + sample data + chalice local (+ the site) on 127.0.0.1; Ctrl-C stops
 	$(PY) -m tools.devstack
 
-package: venv ## chalice package for STAGE (default dev) into build/package-STAGE
+package: venv ## chalice package for STAGE (default dev) into build/package-STAGE, with the stage's runtime
 	find chalice_app -name __pycache__ -prune -exec rm -rf {} +
 	rm -rf build/package-$(STAGE)
-	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(VENV)/bin/chalice package --stage $(STAGE) build/package-$(STAGE)
+	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(PY) -m deploy.chalice_cli package --stage $(STAGE) build/package-$(STAGE)
 	@ls -l build/package-$(STAGE)/deployment.zip
 
 docs: venv ## copy bench/results/latest.md into docs/performance.md (after make bench; a test fails while stale)

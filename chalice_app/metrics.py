@@ -17,6 +17,7 @@ REQUEST_DIMENSIONS: list[list[str]] = [["Stage", "Route"]]
 WARMER_DIMENSIONS: list[list[str]] = [["Stage"]]
 COUNT = "Count"
 MILLISECONDS = "Milliseconds"
+NO_UNIT = "None"  # CloudWatch has no unit for hours
 
 
 def emf_fields(dimensions: Sequence[Sequence[str]], metrics: Mapping[str, tuple[float, str]],
@@ -62,8 +63,11 @@ def warmer_fields(*, stage: str, summary: Mapping[str, object]) -> dict:
         "WarmerContainers": (summary["containers"], COUNT),
         "WarmerDurationMs": (summary["duration_ms"], MILLISECONDS),
     }
+    if summary.get("latest_age_hours") is not None:
+        # The stale-batch alarm's metric: absent when no warm-up saw a batch, which the alarm counts as breaching.
+        metrics["LatestBatchAgeHours"] = (summary["latest_age_hours"], NO_UNIT)
     properties = {k: v for k, v in summary.items() if k not in ("invoked", "cold", "failures", "containers",
-                                                                 "duration_ms")}
+                                                                 "duration_ms", "latest_age_hours")}
     return emf_fields(WARMER_DIMENSIONS, metrics, {"Stage": stage, **properties})
 
 

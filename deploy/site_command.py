@@ -25,13 +25,12 @@ def _is_aws_error(exc: Exception) -> bool:
 
 
 def publish(stage: str, out: str, *, source: str, days: int, dry_run: bool, progress: Progress) -> int:
-    """Build the stage's site into `out`, then put it in the stage's bucket behind CloudFront."""
+    """Build the stage's site into `out`, then sync it into the stage stack's bucket (deploy/stack.py made it)."""
     try:
         clients = site_deploy.Clients.create()
-        site_deploy.api_domain(stage, site_deploy.DEPLOYED_DIR)  # fail before building, not after
+        site_deploy.site_outputs(clients, stage)  # fail before building, not after
         build(open_store(stage, source), out, days, progress=progress)
-        report = site_deploy.publish_site(stage, out, clients=clients, dry_run=dry_run,
-                                          progress=progress, deployed_dir=site_deploy.DEPLOYED_DIR)
+        report = site_deploy.publish_site(stage, out, clients=clients, dry_run=dry_run, progress=progress)
     except (BuildError, site_deploy.DeployError) as exc:
         return _fail(str(exc))
     except Exception as exc:  # AWS errors of every kind: one line, not a traceback
@@ -39,16 +38,14 @@ def publish(stage: str, out: str, *, source: str, days: int, dry_run: bool, prog
             raise
         return _fail(f"AWS: {exc}")
     if report.url:
-        made = f"; created {', '.join(report.created)}" if report.created else ""
-        print(f"site of stage {stage} published: {report.url}{made}")
+        print(f"site of stage {stage} published: {report.url}")
     return 0
 
 
 def delete_site(stage: str, *, dry_run: bool, progress: Progress) -> int:
-    """Tear down the stage's site: distribution, bucket, access control."""
+    """Tear down the stage's site: empty its buckets (every version), delete its stack."""
     try:
-        site_deploy.delete_site(stage, clients=site_deploy.Clients.create(), dry_run=dry_run, progress=progress,
-                                deployed_dir=site_deploy.DEPLOYED_DIR)
+        site_deploy.delete_site(stage, clients=site_deploy.Clients.create(), dry_run=dry_run, progress=progress)
     except site_deploy.DeployError as exc:
         return _fail(str(exc))
     except Exception as exc:

@@ -1,7 +1,15 @@
-"""`make deploy STAGE=S`: the API (and its functions), the prewarm, the site, the bucket's events — stopping at
-the first failure.
+"""`make deploy STAGE=S`: from an empty account to a running stage in one run, a no-op on the second.
 
     python -m deploy.stage --stage dev [--dry-run]
+
+The order matters:
+1. the stage's stack (deploy/stack.py): site bucket, distribution, alarms; it writes the site
+   function's SITE_BUCKET/SITE_DISTRIBUTION_ID and policy from the stack's outputs, so
+2. `chalice deploy` (through deploy/chalice_cli.py: the stage's runtime and architecture) deploys the
+   functions with the right settings and creates the Regional API;
+3. the stack again, now with the API's domain: the distribution's /api/* origin (no change on a re-run);
+4. the prewarm, 5. the predictions bucket's events, 6. the site's files (sync + targeted invalidation).
+Each step stops the deploy on failure with the step that failed.
 """
 
 from __future__ import annotations
@@ -16,24 +24,27 @@ from collections.abc import Callable, Sequence
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def _flag(stage: str, name: str) -> bool:
+    from chalice_app.config.stage_file import stage_environment
+
+    return stage_environment(stage).get(name, "false").strip().lower() in ("true", "1", "yes", "on")
+
+
 def steps(stage: str, python: str = sys.executable, warmer_enabled: bool | None = None,
           site_rebuild_enabled: bool | None = None) -> list[tuple[str, list[str]]]:
-    chalice = os.path.join(os.path.dirname(python), "chalice")
-    if warmer_enabled is None:
-        from chalice_app.config.stage_file import stage_environment
-
-        warmer_enabled = stage_environment(stage).get("WARMER_ENABLED", "false").lower() == "true"
-    plan = [("deploy the API and the warmer", [chalice, "deploy", "--stage", stage])]
+    warmer_enabled = _flag(stage, "WARMER_ENABLED") if warmer_enabled is None else warmer_enabled
+    if site_rebuild_enabled is None:
+        site_rebuild_enabled = _flag(stage, "SITE_REBUILD_ENABLED")
+    stack = [python, "-m", "deploy.stack", "--stage", stage]
+    plan = [("create or update the stage stack (site, CDN, alarms)", stack),
+            ("deploy the API and its functions", [python, "-m", "deploy.chalice_cli", "deploy", "--stage", stage]),
+            ("point the distribution's /api/* at the Regional API", stack)]
     if warmer_enabled:  # a stage without a warmer has nothing to prewarm with
         plan.append(("prewarm the API", [python, "-m", "chalice_app.warming.prewarm", "--stage", stage]))
-    plan.append(("build and publish the site", [python, "build_site.py", "--stage", stage, "--publish"]))
-    if site_rebuild_enabled is None:
-        from chalice_app.config.stage_file import stage_environment
-
-        site_rebuild_enabled = stage_environment(stage).get("SITE_REBUILD_ENABLED", "false").lower() == "true"
     if site_rebuild_enabled:  # the site function's rule sees the pointer only through EventBridge
         plan.append(("send the predictions bucket's events to EventBridge",
                      [python, "-m", "deploy.bucket_events", "--stage", stage]))
+    plan.append(("build and publish the site", [python, "build_site.py", "--stage", stage, "--publish"]))
     return plan
 
 
@@ -62,13 +73,13 @@ def deploy(stage: str, run: Runner = _run, say: Callable[[str], None] = print) -
             say(f"deploy of stage {stage} stopped at step {number}/{len(plan)} ({what}): exit code {code}; "
                 "the steps before it stay deployed, fix the cause and run `make deploy` again")
             return code
-    say(f"stage {stage} deployed: API, warmer, site and its rebuild on publish")
+    say(f"stage {stage} deployed: stack, API, warmer, site and its rebuild on publish")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m deploy.stage",
-                                description="Deploy a stage: chalice deploy, prewarm, build and publish the site.")
+                                description="Deploy a stage: stack, chalice deploy, stack, prewarm, events, site.")
     p.add_argument("--stage", required=True, help="a stage of .chalice/config.json (dev, prod)")
     p.add_argument("--dry-run", action="store_true", help="print the steps without running them")
     args = p.parse_args(argv)

@@ -1,18 +1,37 @@
 # Deployment targets (see docs/deploy.md).
 
 STAGES := local dev prod
+# checkov pins boto3/botocore 1.35 and packaging 23, which clash with requirements-dev.txt: it gets a venv
+# of its own inside .venv, from requirements-checkov.txt.
+CHECKOV_VENV := $(VENV)/checkov
+CHECKOV := $(CHECKOV_VENV)/bin/checkov
 
-.PHONY: deploy deploy-check
+.PHONY: deploy deploy-check checkov
 
-deploy: venv ## deploy STAGE (default dev): chalice deploy, prewarm, build and publish the site
+deploy: venv ## deploy STAGE (default dev): stack, chalice deploy, stack, prewarm, bucket events, site
 	$(PY) -m deploy.stage --stage $(STAGE)
 
-deploy-check: venv ## what can be checked here: chalice package + cfn-lint for every stage, no wildcard policy
+$(CHECKOV): requirements-checkov.txt
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	@touch $@
+
+checkov: venv $(CHECKOV) ## install checkov in its own venv (.venv/checkov)
+
+# make test runs the template and package scans too (tests/test_stack_template.py, tests/test_runtime.py).
+test: checkov
+
+deploy-check: venv checkov ## what can be checked here: cfn-lint + checkov on the stack and every stage's package
 	@find chalice_app -name __pycache__ -prune -exec rm -rf {} +
+	$(PY) -m deploy.stack_template --check
+	$(VENV)/bin/cfn-lint deploy/stack.json
+	$(CHECKOV) -f deploy/stack.json --framework cloudformation --skip-download --compact --quiet
 	@set -e; for stage in $(STAGES); do \
 	  rm -rf build/package-$$stage; \
-	  AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(VENV)/bin/chalice package --stage $$stage build/package-$$stage >/dev/null; \
+	  AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(PY) -m deploy.chalice_cli package --stage $$stage build/package-$$stage >/dev/null; \
 	  $(VENV)/bin/cfn-lint build/package-$$stage/sam.json; \
-	  echo "$$stage: chalice package ok ($$(stat -c %s build/package-$$stage/deployment.zip) bytes), cfn-lint clean"; \
+	  $(CHECKOV) -f build/package-$$stage/sam.json --config-file deploy/checkov-chalice.yaml --compact --quiet; \
+	  echo "$$stage: package ok ($$(stat -c %s build/package-$$stage/deployment.zip) bytes), cfn-lint and checkov clean"; \
 	done
-	$(PY) -m pytest -q -p no:randomly tests/test_config.py tests/test_package.py
+	$(PY) -m pytest -q -p no:randomly tests/test_config.py tests/test_package.py tests/test_stack_template.py \
+	  tests/test_runtime.py tests/test_deploy_steps.py tests/test_site_deploy.py

@@ -20,7 +20,11 @@ def test_quick_run_measures_both_apps_and_reports_every_target(tmp_path):
 
     headline = results["sizes"][str(cfg.headline_size)]
     for kind in ("cold", "warm", "load"):
-        assert set(headline[kind]) == {"ours", "baseline"}
+        assert {"ours", "baseline"} <= set(headline[kind])
+    # The cold path on both S3 clients: ours without botocore, and botocore's (no env credentials).
+    assert set(headline["cold"]) == {"ours", "baseline", "ours-botocore"}
+    assert not headline["cold"]["ours"][0]["botocore_imported"]
+    assert headline["cold"]["ours-botocore"][0]["botocore_imported"]
     for target in ("ours", "baseline"):
         cold = headline["cold"][target][0]
         assert cold["cold_ms"] > 0 and cold["wall_ms"] >= cold["cold_ms"] and cold["maxrss_kb"] > 0

@@ -169,6 +169,40 @@ def test_run_reads_its_settings_and_logs_the_summary_as_emf(capsys):
     assert directive["Namespace"] == "Predictions" and directive["Dimensions"] == [["Stage"]]
 
 
+def test_each_run_emits_the_latest_batch_age_in_hours(capsys):
+    generated = "2026-11-23T04:00:00Z"
+    client = ArrivalClient(2, answer=lambda event: warm_answer(latest="2026-11-23", generated_at=generated,
+                                                               container=str(event["requestContext"][
+                                                                   warmup.MARKER]["index"])))
+    now = 1795406400.0 + 10 * 3600  # 2026-11-23T04:00Z + 10 h
+    summary = warmer.invoke_all(client, "f", 2, wall_clock=lambda: now)
+    assert summary["latest"] == "2026-11-23" and summary["latest_age_hours"] == 10.0
+    record = warmer.metrics.warmer_fields(stage="prod", summary=summary)
+    names = {m["Name"]: m["Unit"] for m in record["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    assert names["LatestBatchAgeHours"] == "None" and record["LatestBatchAgeHours"] == 10.0
+    assert "latest_age_hours" not in record
+
+
+def test_without_generated_at_the_age_counts_from_the_start_of_the_date():
+    outcome = warmer.Outcome(True, latest="2026-11-23")
+    assert warmer.latest_batch_age_hours([outcome], 1795392000.0 + 3600) == 1.0  # 2026-11-23T01:00Z
+
+
+def test_no_batch_seen_emits_no_age_so_the_stale_alarm_breaches():
+    summary = warmer.invoke_all(ArrivalClient(1, answer=lambda e: warm_answer(status=503)), "f", 1)
+    assert summary["latest_age_hours"] is None
+    record = warmer.metrics.warmer_fields(stage="prod", summary=summary)
+    assert "LatestBatchAgeHours" not in {m["Name"] for m in record["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+
+
+def test_the_warmup_answer_carries_the_batch_generated_at(s3, put_batch, local_env):
+    put_batch("2026-11-23")
+    event = warmup.build_event(hold_ms=0, run_id="r", index=0, of=1)
+    outcome = warmer.parse_answer(payload(app(event, None)))
+    assert outcome.ok and outcome.latest == "2026-11-23"
+    assert outcome.generated_at is None or outcome.generated_at.startswith("2026-11-2")
+
+
 @pytest.mark.parametrize("env, message", [
     ({"WARMER_CONCURRENCY": "1"}, "WARM_TARGET_FUNCTION is not set"),
     ({"WARM_TARGET_FUNCTION": "f"}, "WARMER_CONCURRENCY is not set"),

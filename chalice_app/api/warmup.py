@@ -91,7 +91,7 @@ def handle(marker: dict, *, cold: bool, started: float | None = None) -> Any:
             store.dates()
             try:
                 batch = store.resolve("latest").value
-                report.update(latest=batch.date, preloaded=True, items=len(batch))
+                report.update(latest=batch.date, generated_at=batch.generated_at, preloaded=True, items=len(batch))
             except BatchNotFound:
                 pass  # nothing published yet: the listing is cached, there is no batch to load
     except StoreUnavailable as exc:

@@ -85,6 +85,8 @@ class Outcome:
     cold: bool = False
     container: str | None = None
     error: str | None = None
+    latest: str | None = None  # the latest batch's date, as the API sees it
+    generated_at: str | None = None  # and its generated_at, when the batch has one
 
 
 def parse_answer(response: Mapping[str, Any]) -> Outcome:
@@ -104,7 +106,28 @@ def parse_answer(response: Mapping[str, Any]) -> Outcome:
     if answer.get("statusCode") != 200:
         error = report.get("error") or {}
         return Outcome(False, cold, container, f"status {answer.get('statusCode')}: {error.get('code', '?')}")
-    return Outcome(True, cold, container)
+    latest, generated = report.get("latest"), report.get("generated_at")
+    return Outcome(True, cold, container, latest=latest if isinstance(latest, str) else None,
+                   generated_at=generated if isinstance(generated, str) else None)
+
+
+def _instant(text: str) -> float | None:
+    """Epoch seconds of an ISO 8601 timestamp or a YYYY-MM-DD date (midnight UTC); None when unreadable."""
+    from datetime import UTC, datetime
+
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def latest_batch_age_hours(outcomes: list[Outcome], now: float) -> float | None:
+    """Hours since the newest latest batch any warm-up saw was generated (its `generated_at`, else the
+    start of its date, UTC). None when no warm-up saw one: the stale-batch alarm treats that as breaching."""
+    instants = [t for o in outcomes if o.ok and o.latest
+                for t in [_instant(o.generated_at or "") or _instant(o.latest)] if t is not None]
+    return round(max(0.0, (now - max(instants)) / 3600), 2) if instants else None
 
 
 def _invoke_one(client: Any, target: str, event: dict) -> Outcome:
@@ -120,7 +143,7 @@ def _invoke_one(client: Any, target: str, event: dict) -> Outcome:
 
 
 def invoke_all(client: Any, target: str, concurrency: int, *, hold_ms: int | None = None,
-               clock: Callable[[], float] = time.monotonic) -> dict:
+               clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time) -> dict:
     """Invoke `target` `concurrency` times at once (one thread each); the run's summary."""
     run_id = secrets.token_hex(4)
     hold = (HOLD_MS if concurrency > 1 else 0) if hold_ms is None else hold_ms
@@ -149,6 +172,8 @@ def invoke_all(client: Any, target: str, concurrency: int, *, hold_ms: int | Non
         "duration_ms": round(duration_ms, 1),
         "hold_ms": hold,
         "errors": [o.error for o in done if o.error][:MAX_ERRORS_REPORTED],
+        "latest": max((o.latest for o in done if o.ok and o.latest), default=None),
+        "latest_age_hours": latest_batch_age_hours(done, wall_clock()),
     }
 
 

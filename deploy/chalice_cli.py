@@ -1,0 +1,149 @@
+"""Chalice's own CLI, run in-process with the stage's Lambda runtime instead of the deploying Python's.
+
+    python -m deploy.chalice_cli deploy --stage prod
+    python -m deploy.chalice_cli package --stage prod build/package-prod
+    python -m deploy.chalice_cli verify --stage prod     # what chalice deploy would create, as JSON
+
+Chalice 1.34 has a setting for the architecture (`lambda_architecture`, in `.chalice/config.json`) but
+none for the runtime: `Config.lambda_python_version` is the version of the Python that runs `chalice`.
+So the runtime would change with whoever deploys. This module replaces that one property, for this
+process only, with the stage's `lambda_python_version` from `.chalice/config.json` (stage, then top
+level, then DEFAULT_RUNTIME), then hands the arguments to Chalice's click CLI unchanged.
+
+Chalice reads that property everywhere the runtime matters (every function's Runtime in
+`chalice deploy` and in `chalice package`, and the wheels it picks for requirements.txt), so one
+override covers both paths and every function of the stage. It is checked, not hoped for:
+`install_runtime_override` fails loudly when the property is no longer there, and `verify` builds
+Chalice's application graph and fails when a function would not get the stage's runtime
+(tests/test_runtime.py runs both paths).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from chalice_app.config.stage_file import StageError, load_config
+
+DEFAULT_RUNTIME = "python3.13"
+DEFAULT_ARCHITECTURE = "arm64"
+RUNTIME = re.compile(r"python3\.(1[0-9])")
+
+
+class RuntimeOverrideError(RuntimeError):
+    """Chalice's internals are not what this override relies on: stop instead of deploying the wrong runtime."""
+
+
+def _lookup(stage: str, key: str, default: str) -> str:
+    config = load_config()
+    stages = config.get("stages", {})
+    if stage not in stages:
+        raise StageError(f"unknown stage {stage!r}; stages: {', '.join(sorted(stages))}")
+    return str(stages[stage].get(key) or config.get(key) or default)
+
+
+def stage_runtime(stage: str) -> str:
+    runtime = _lookup(stage, "lambda_python_version", DEFAULT_RUNTIME)
+    if not RUNTIME.fullmatch(runtime):
+        raise StageError(f"lambda_python_version={runtime!r} of stage {stage}: expected python3.NN")
+    return runtime
+
+
+def stage_architecture(stage: str) -> str:
+    return _lookup(stage, "lambda_architecture", DEFAULT_ARCHITECTURE)
+
+
+def install_runtime_override(runtime: str) -> None:
+    """Make every chalice Config in this process answer `runtime` for lambda_python_version."""
+    from chalice import config as chalice_config
+
+    current = chalice_config.Config.__dict__.get("lambda_python_version")
+    if not isinstance(current, property):
+        raise RuntimeOverrideError(
+            "chalice.config.Config.lambda_python_version is no longer a property: this Chalice version "
+            "chooses the runtime differently; check deploy/chalice_cli.py before deploying")
+    chalice_config.Config.lambda_python_version = property(lambda _self: runtime)  # type: ignore[method-assign]
+
+
+def verify(stage: str, project_dir: str = ".") -> dict[str, tuple[str, str]]:
+    """Build Chalice's application graph for `stage` (what deploy and package turn into resources) and
+    return {function name: (runtime, architecture)}; raise when one differs from the stage's setting."""
+    from chalice.cli.factory import CLIFactory
+    from chalice.deploy import models
+    from chalice.deploy.appgraph import ApplicationGraphBuilder
+
+    runtime, architecture = stage_runtime(stage), stage_architecture(stage)
+    install_runtime_override(runtime)
+    # os.environ itself, as Chalice's CLI does: app.py registers the warmer and the site function from the
+    # stage's variables at import (run this once per process: `python -m deploy.chalice_cli verify --stage S`).
+    config = CLIFactory(project_dir, environ=os.environ).create_config_obj(chalice_stage_name=stage)
+    graph = ApplicationGraphBuilder().build(config, stage)
+    found = {}
+    for resource in _walk(graph, models):
+        if isinstance(resource, models.LambdaFunction):
+            found[resource.function_name] = (resource.runtime, getattr(resource, "architecture", None))
+    wrong = {name: got for name, got in found.items() if got != (runtime, architecture)}
+    if not found or wrong:
+        raise RuntimeOverrideError(f"stage {stage}: expected {runtime} on {architecture} for every function, "
+                                   f"Chalice would deploy {wrong or 'no function'}")
+    return found
+
+
+def _walk(node: Any, models: Any) -> list[Any]:
+    seen: list[Any] = []
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if any(item is s for s in seen):
+            continue
+        seen.append(item)
+        if isinstance(item, models.Model):
+            stack.extend(item.dependencies())
+    return seen
+
+
+def stage_of(argv: Sequence[str]) -> str:
+    for index, arg in enumerate(argv):
+        if arg == "--stage" and index + 1 < len(argv):
+            return argv[index + 1]
+        if arg.startswith("--stage="):
+            return arg.split("=", 1)[1]
+    return "dev"  # Chalice's own default stage
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    stage = stage_of(argv)
+    try:
+        runtime = stage_runtime(stage)
+    except StageError as exc:
+        print(f"chalice_cli: error: {exc}", file=sys.stderr)
+        return 2
+    if argv[:1] == ["verify"]:
+        try:
+            found = verify(stage)
+        except RuntimeOverrideError as exc:
+            print(f"chalice_cli: error: {exc}", file=sys.stderr)
+            return 1
+        print(json.dumps({name: list(value) for name, value in sorted(found.items())}))
+        return 0
+    install_runtime_override(runtime)
+    from chalice import cli as chalice_cli
+
+    print(f"chalice {' '.join(argv)}: runtime {runtime}, architecture {stage_architecture(stage)}", file=sys.stderr)
+    try:
+        result = chalice_cli.cli.main(args=argv, prog_name="chalice", obj={}, standalone_mode=False)
+    except SystemExit as exc:  # click exits on usage errors
+        return int(exc.code or 0)
+    except Exception as exc:  # noqa: BLE001 - one line, like the chalice command
+        print(f"chalice: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,452 @@
+"""The generator of deploy/stack.json: one CloudFormation stack per stage for all that is not the Chalice app.
+
+    python -m deploy.stack_template           # rewrite deploy/stack.json
+    python -m deploy.stack_template --check   # exit 1 when deploy/stack.json is stale (tests do this too)
+
+The template is a plain file a reviewer reads and `make deploy-check` lints and scans; it is generated so
+the response headers come from chalice_app.website.serving (one source with the local edge) and the
+alarms from ALARMS below (one source with the dashboard and with tests/test_stack_template.py, which
+checks every metric against chalice_app.metrics or AWS's published ones).
+
+What the stack holds: the private, versioned site bucket; an access-log bucket that expires its logs;
+the Origin Access Control; the response headers policy; the distribution (site through OAC, /api/* to the
+Regional API once its domain is known, error pages, HTTP/2+3, IPv6, TLS 1.2_2021 with a certificate); the
+bucket policies; optionally an ACM certificate (DNS-validated in the hosted zone) and alias records;
+the alarms, their SNS topic (optional e-mail) and a dashboard.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from chalice_app import metrics
+from chalice_app.website.serving import response_headers_policy_config
+
+TEMPLATE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "stack.json")
+
+# AWS-managed policies: every account has them, so a behaviour can name one by id.
+CACHING_OPTIMIZED = "658327ea-f89d-4fab-a63d-7e88639e58f6"
+USE_ORIGIN_CACHE_CONTROL_QUERY_STRINGS = "4cc15a8a-d715-48a4-82b8-cc0b614638fe"
+ALL_VIEWER_EXCEPT_HOST_HEADER = "b689b0a8-53d0-40ab-baf2-68738e2966ac"
+CLOUDFRONT_HOSTED_ZONE = "Z2FDTNDATAQYW2"  # the fixed zone id of every CloudFront alias target
+S3_ORIGIN_ID = "site-bucket"
+API_ORIGIN_ID = "api-gateway"
+API_GATEWAY_STAGE = "api"  # .chalice/config.json api_gateway_stage
+
+NO_VALUE = {"Ref": "AWS::NoValue"}
+
+
+def sub(text: str) -> dict:
+    return {"Fn::Sub": text}
+
+
+def ref(name: str) -> dict:
+    return {"Ref": name}
+
+
+def if_(condition: str, yes: Any, no: Any = NO_VALUE) -> dict:
+    return {"Fn::If": [condition, yes, no]}
+
+
+def skip(*checks: tuple[str, str]) -> dict:
+    """Metadata suppressing checkov checks, each with its reason (the reason is shown in every scan)."""
+    return {"checkov": {"skip": [{"id": check, "comment": reason} for check, reason in checks]}}
+
+
+def to_cloudformation(api_config: Any) -> Any:
+    """The CloudFront API's shape (what boto3 takes) to CloudFormation's: the same keys without Quantity."""
+    if isinstance(api_config, dict):
+        return {k: to_cloudformation(v) for k, v in api_config.items() if k != "Quantity"}
+    if isinstance(api_config, list):
+        return [to_cloudformation(v) for v in api_config]
+    return api_config
+
+
+# -- parameters and conditions -----------------------------------------------------------------
+
+PARAMETERS = {
+    "AppName": {"Type": "String", "Default": "predictions", "AllowedPattern": "[a-z][a-z0-9-]{0,30}",
+                "Description": "app_name of .chalice/config.json"},
+    "Stage": {"Type": "String", "AllowedPattern": "[a-z][a-z0-9-]{0,15}", "Description": "the Chalice stage"},
+    "ApiDomain": {"Type": "String", "Default": "",
+                  "AllowedPattern": "|[a-z0-9]+\\.execute-api\\.[a-z0-9-]+\\.amazonaws\\.com",
+                  "Description": "the stage's Regional API domain ({restapi_id}.execute-api.{region}.amazonaws.com); "
+                                 "empty before the first chalice deploy: no /api/* behaviour yet"},
+    "WarmerEnabled": {"Type": "String", "AllowedValues": ["true", "false"], "Default": "true"},
+    "SiteFunctionEnabled": {"Type": "String", "AllowedValues": ["true", "false"], "Default": "true"},
+    "DomainName": {"Type": "String", "Default": "", "Description": "custom domain of the site, e.g. www.example.com"},
+    "HostedZoneId": {"Type": "String", "Default": "",
+                     "Description": "Route 53 zone of DomainName: the stack creates the certificate and alias"},
+    "CertificateArn": {"Type": "String", "Default": "",
+                       "Description": "an ACM certificate (us-east-1) for DomainName, instead of one made here"},
+    "AlarmEmail": {"Type": "String", "Default": "", "Description": "subscribed to the alarm topic when set"},
+    "StaleBatchHours": {"Type": "Number", "Default": 26, "MinValue": 1},
+    "ApiErrorRate": {"Type": "Number", "Default": 0.05, "Description": "API 5xx rate (0-1) that alarms"},
+    "ApiP99LatencyMs": {"Type": "Number", "Default": 3000},
+    "CloudFrontErrorRatePercent": {"Type": "Number", "Default": 5},
+    "LogRetentionDays": {"Type": "Number", "Default": 90, "MinValue": 1},
+    "NoncurrentVersionDays": {"Type": "Number", "Default": 30, "MinValue": 1},
+}
+
+
+def _not_empty(name: str) -> dict:
+    return {"Fn::Not": [{"Fn::Equals": [ref(name), ""]}]}
+
+
+CONDITIONS = {
+    "HasApi": _not_empty("ApiDomain"),
+    "HasDomain": _not_empty("DomainName"),
+    "HasZone": _not_empty("HostedZoneId"),
+    "HasCertificateArn": _not_empty("CertificateArn"),
+    "HasEmail": _not_empty("AlarmEmail"),
+    "WarmerOn": {"Fn::Equals": [ref("WarmerEnabled"), "true"]},
+    "SiteFunctionOn": {"Fn::Equals": [ref("SiteFunctionEnabled"), "true"]},
+    # CloudFront takes certificates from us-east-1 only and publishes its metrics there only.
+    "InUsEast1": {"Fn::Equals": [ref("AWS::Region"), "us-east-1"]},
+    "CreateCertificate": {"Fn::And": [{"Condition": "HasDomain"}, {"Condition": "HasZone"},
+                                      {"Fn::Not": [{"Condition": "HasCertificateArn"}]}, {"Condition": "InUsEast1"}]},
+    "UseCustomDomain": {"Fn::And": [{"Condition": "HasDomain"}, {"Fn::Or": [
+        {"Condition": "HasCertificateArn"}, {"Condition": "CreateCertificate"}]}]},
+    "CreateAlias": {"Fn::And": [{"Condition": "UseCustomDomain"}, {"Condition": "HasZone"}]},
+}
+
+
+# -- buckets -----------------------------------------------------------------------------------
+
+def _encryption() -> dict:
+    return {"ServerSideEncryptionConfiguration": [
+        {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}, "BucketKeyEnabled": True}]}
+
+
+def _block_public_access() -> dict:
+    return {"BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True, "RestrictPublicBuckets": True}
+
+
+def _deny_insecure_transport(bucket: str) -> dict:
+    return {"Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+            "Resource": [{"Fn::GetAtt": [bucket, "Arn"]}, sub(f"${{{bucket}.Arn}}/*")],
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}}}
+
+
+def buckets() -> dict:
+    site = {
+        "Type": "AWS::S3::Bucket",
+        "Properties": {
+            "BucketName": sub("${AppName}-site-${Stage}-${AWS::AccountId}"),
+            "BucketEncryption": _encryption(),
+            "PublicAccessBlockConfiguration": _block_public_access(),
+            "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
+            "VersioningConfiguration": {"Status": "Enabled"},
+            "LifecycleConfiguration": {"Rules": [
+                {"Id": "ExpireOldVersions", "Status": "Enabled",
+                 "NoncurrentVersionExpiration": {"NoncurrentDays": ref("NoncurrentVersionDays")},
+                 "ExpiredObjectDeleteMarker": True},
+                {"Id": "AbortIncompleteUploads", "Status": "Enabled",
+                 "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7}},
+            ]},
+            "LoggingConfiguration": {"DestinationBucketName": ref("LogBucket"), "LogFilePrefix": "s3/site/"},
+            "Tags": [{"Key": "stage", "Value": ref("Stage")}],
+        },
+    }
+    logs = {
+        "Type": "AWS::S3::Bucket",
+        "Metadata": skip(("CKV_AWS_18", "this is the access-log bucket: logging it into itself would log forever")),
+        "Properties": {
+            "BucketName": sub("${AppName}-logs-${Stage}-${AWS::AccountId}"),
+            "BucketEncryption": _encryption(),
+            "PublicAccessBlockConfiguration": _block_public_access(),
+            # CloudFront standard logging writes through an ACL grant, so ACLs stay enabled (owner preferred).
+            "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerPreferred"}]},
+            "VersioningConfiguration": {"Status": "Enabled"},
+            "LifecycleConfiguration": {"Rules": [
+                {"Id": "ExpireLogs", "Status": "Enabled", "ExpirationInDays": ref("LogRetentionDays"),
+                 "NoncurrentVersionExpiration": {"NoncurrentDays": 1}},
+                {"Id": "AbortIncompleteUploads", "Status": "Enabled",
+                 "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}},
+            ]},
+            "Tags": [{"Key": "stage", "Value": ref("Stage")}],
+        },
+    }
+    log_policy = {
+        "Type": "AWS::S3::BucketPolicy",
+        "Properties": {"Bucket": ref("LogBucket"), "PolicyDocument": {"Version": "2012-10-17", "Statement": [
+            {"Sid": "S3ServerAccessLogs", "Effect": "Allow", "Principal": {"Service": "logging.s3.amazonaws.com"},
+             "Action": "s3:PutObject", "Resource": sub("${LogBucket.Arn}/s3/*"),
+             "Condition": {"StringEquals": {"aws:SourceAccount": ref("AWS::AccountId")}}},
+            _deny_insecure_transport("LogBucket"),
+        ]}},
+    }
+    site_policy = {
+        "Type": "AWS::S3::BucketPolicy",
+        "Properties": {"Bucket": ref("SiteBucket"), "PolicyDocument": {"Version": "2012-10-17", "Statement": [
+            # Only this stage's distribution reads, and only objects: without s3:ListBucket a missing
+            # page is a 403, which the distribution answers with /404.html.
+            {"Sid": "CloudFrontOriginAccessControlReadOnly", "Effect": "Allow",
+             "Principal": {"Service": "cloudfront.amazonaws.com"}, "Action": "s3:GetObject",
+             "Resource": sub("${SiteBucket.Arn}/*"),
+             "Condition": {"StringEquals": {"AWS:SourceArn": sub(
+                 "arn:${AWS::Partition}:cloudfront::${AWS::AccountId}:distribution/${Distribution}")}}},
+            _deny_insecure_transport("SiteBucket"),
+        ]}},
+    }
+    return {"SiteBucket": site, "LogBucket": logs, "LogBucketPolicy": log_policy, "SiteBucketPolicy": site_policy}
+
+
+# -- CloudFront --------------------------------------------------------------------------------
+
+def headers_policy() -> dict:
+    config = to_cloudformation(response_headers_policy_config("NAME"))
+    config["Name"] = sub("${AppName}-site-${Stage}-headers")
+    return {"Type": "AWS::CloudFront::ResponseHeadersPolicy", "Properties": {"ResponseHeadersPolicyConfig": config}}
+
+
+def _behaviour(**extra: Any) -> dict:
+    return {"ViewerProtocolPolicy": "redirect-to-https", "Compress": True,
+            "ResponseHeadersPolicyId": ref("HeadersPolicy"), **extra}
+
+
+def distribution() -> dict:
+    s3_origin = {"Id": S3_ORIGIN_ID, "DomainName": {"Fn::GetAtt": ["SiteBucket", "RegionalDomainName"]},
+                 "S3OriginConfig": {"OriginAccessIdentity": ""},
+                 "OriginAccessControlId": {"Fn::GetAtt": ["OriginAccessControl", "Id"]}}
+    # No OriginPath: the API's stage is named "api", so /api/predictions is the stage's /predictions.
+    api_origin = {"Id": API_ORIGIN_ID, "DomainName": ref("ApiDomain"),
+                  "CustomOriginConfig": {"OriginProtocolPolicy": "https-only", "OriginSSLProtocols": ["TLSv1.2"],
+                                         "OriginReadTimeout": 30, "OriginKeepaliveTimeout": 5}}
+    api_behaviour = _behaviour(
+        PathPattern="/api/*", TargetOriginId=API_ORIGIN_ID,
+        # Honours the API's Cache-Control, keys on the query string; forwards every viewer header but Host
+        # (API Gateway needs its own), If-None-Match included.
+        CachePolicyId=USE_ORIGIN_CACHE_CONTROL_QUERY_STRINGS, OriginRequestPolicyId=ALL_VIEWER_EXCEPT_HOST_HEADER,
+        AllowedMethods=["GET", "HEAD", "OPTIONS"], CachedMethods=["GET", "HEAD"])
+    config = {
+        "Comment": sub("predictions site (${Stage})"),
+        "Enabled": True,
+        "DefaultRootObject": "index.html",
+        "HttpVersion": "http2and3",
+        "IPV6Enabled": True,
+        "PriceClass": "PriceClass_100",
+        "Aliases": if_("UseCustomDomain", [ref("DomainName")]),
+        "Origins": {"Fn::If": ["HasApi", [s3_origin, api_origin], [s3_origin]]},
+        "DefaultCacheBehavior": _behaviour(TargetOriginId=S3_ORIGIN_ID, CachePolicyId=CACHING_OPTIMIZED,
+                                           AllowedMethods=["GET", "HEAD"], CachedMethods=["GET", "HEAD"]),
+        "CacheBehaviors": if_("HasApi", [api_behaviour]),
+        # Error pages apply to every behaviour, so only 403 is mapped: S3 without s3:ListBucket answers 403
+        # for a missing page, while the API's own JSON 404s must pass through untouched.
+        "CustomErrorResponses": [{"ErrorCode": 403, "ResponsePagePath": "/404.html", "ResponseCode": 404,
+                                  "ErrorCachingMinTTL": 60}],
+        "Logging": {"Bucket": {"Fn::GetAtt": ["LogBucket", "DomainName"]}, "Prefix": "cloudfront/",
+                    "IncludeCookies": False},
+        "ViewerCertificate": if_(
+            "UseCustomDomain",
+            {"AcmCertificateArn": if_("HasCertificateArn", ref("CertificateArn"), ref("Certificate")),
+             "SslSupportMethod": "sni-only", "MinimumProtocolVersion": "TLSv1.2_2021"},
+            {"CloudFrontDefaultCertificate": True}),
+        "Restrictions": {"GeoRestriction": {"RestrictionType": "none"}},
+    }
+    return {
+        "Type": "AWS::CloudFront::Distribution",
+        "Metadata": skip(
+            ("CKV_AWS_68", "no WAF: a read-only site and a throttled, reserved-concurrency API of public data; "
+                           "a web ACL costs more than the stage (add one per stage if abuse shows)"),
+            ("CKV_AWS_174", "TLSv1.2_2021 is set whenever a certificate is given; *.cloudfront.net (no "
+                            "certificate) only allows CloudFront's default, which the scanner reads as TLSv1"),
+        ),
+        "Properties": {"DistributionConfig": config, "Tags": [{"Key": "stage", "Value": ref("Stage")}]},
+    }
+
+
+def cloudfront() -> dict:
+    return {
+        "OriginAccessControl": {"Type": "AWS::CloudFront::OriginAccessControl", "Properties": {
+            "OriginAccessControlConfig": {
+                "Name": sub("${AppName}-site-${Stage}"),
+                "Description": "predictions site: CloudFront reads the private bucket",
+                "SigningProtocol": "sigv4", "SigningBehavior": "always", "OriginAccessControlOriginType": "s3"}}},
+        "HeadersPolicy": headers_policy(),
+        "Distribution": distribution(),
+    }
+
+
+# -- custom domain -----------------------------------------------------------------------------
+
+def domain() -> dict:
+    alias_target = {"DNSName": {"Fn::GetAtt": ["Distribution", "DomainName"]}, "HostedZoneId": CLOUDFRONT_HOSTED_ZONE}
+    return {
+        "Certificate": {"Type": "AWS::CertificateManager::Certificate", "Condition": "CreateCertificate",
+                        "Properties": {"DomainName": ref("DomainName"), "ValidationMethod": "DNS",
+                                       "DomainValidationOptions": [{"DomainName": ref("DomainName"),
+                                                                    "HostedZoneId": ref("HostedZoneId")}]}},
+        "AliasRecord": {"Type": "AWS::Route53::RecordSet", "Condition": "CreateAlias", "Properties": {
+            "HostedZoneId": ref("HostedZoneId"), "Name": ref("DomainName"), "Type": "A", "AliasTarget": alias_target}},
+        "AliasRecordIPv6": {"Type": "AWS::Route53::RecordSet", "Condition": "CreateAlias", "Properties": {
+            "HostedZoneId": ref("HostedZoneId"), "Name": ref("DomainName"), "Type": "AAAA",
+            "AliasTarget": alias_target}},
+    }
+
+
+# -- alarms ------------------------------------------------------------------------------------
+
+API_DIMENSIONS = [{"Name": "ApiName", "Value": ref("AppName")}, {"Name": "Stage", "Value": API_GATEWAY_STAGE}]
+STAGE_DIMENSION = [{"Name": "Stage", "Value": ref("Stage")}]
+FUNCTIONS = {"Api": ("${AppName}-${Stage}", None), "Warmer": ("${AppName}-${Stage}-warmer", "WarmerOn"),
+             "Site": ("${AppName}-${Stage}-site", "SiteFunctionOn")}
+
+
+def _alarm(description: Any, namespace: str, metric: str, dimensions: list, threshold: Any, *,
+           statistic: str = "Sum", period: int = 300, evaluation: int = 1, datapoints: int | None = None,
+           missing: str = "notBreaching", condition: str | None = None,
+           comparison: str = "GreaterThanThreshold") -> dict:
+    props = {"AlarmName": None, "AlarmDescription": description, "Namespace": namespace, "MetricName": metric,
+             "Dimensions": dimensions, "Period": period, "EvaluationPeriods": evaluation,
+             "DatapointsToAlarm": datapoints or evaluation, "Threshold": threshold,
+             "ComparisonOperator": comparison, "TreatMissingData": missing,
+             "AlarmActions": [ref("AlarmTopic")], "OKActions": [ref("AlarmTopic")]}
+    if statistic.startswith("p"):
+        props["ExtendedStatistic"] = statistic
+    else:
+        props["Statistic"] = statistic
+    alarm = {"Type": "AWS::CloudWatch::Alarm", "Properties": props}
+    if condition:
+        alarm["Condition"] = condition
+    return alarm
+
+
+def alarms() -> dict:
+    found = {
+        "LatestBatchStaleAlarm": _alarm(
+            "The newest published batch is older than StaleBatchHours (or the warmer reported no age): "
+            "the model job did not publish. See docs/deploy.md#alarms",
+            metrics.NAMESPACE, "LatestBatchAgeHours", STAGE_DIMENSION, ref("StaleBatchHours"),
+            statistic="Maximum", period=3600, missing="breaching", condition="WarmerOn"),
+        "ApiErrorRateAlarm": _alarm(
+            "API Gateway 5xx rate above ApiErrorRate for 2 of 3 five-minute periods",
+            "AWS/ApiGateway", "5XXError", API_DIMENSIONS, ref("ApiErrorRate"), statistic="Average",
+            evaluation=3, datapoints=2),
+        "ApiLatencyAlarm": _alarm(
+            "API Gateway p99 latency above ApiP99LatencyMs for 3 five-minute periods",
+            "AWS/ApiGateway", "Latency", API_DIMENSIONS, ref("ApiP99LatencyMs"), statistic="p99", evaluation=3),
+        "WarmerFailuresAlarm": _alarm(
+            "Warm-ups failed in 2 consecutive 15-minute periods",
+            metrics.NAMESPACE, "WarmerFailures", STAGE_DIMENSION, 0, period=900, evaluation=2,
+            condition="WarmerOn"),
+        "SiteBuildFailuresAlarm": _alarm(
+            "A site rebuild failed all its attempts: the site shows an older batch",
+            metrics.NAMESPACE, "SiteBuildFailures", STAGE_DIMENSION, 0, condition="SiteFunctionOn"),
+        "CloudFrontErrorRateAlarm": _alarm(
+            "CloudFront 5xx rate above CloudFrontErrorRatePercent for 2 of 3 five-minute periods",
+            "AWS/CloudFront", "5xxErrorRate",
+            [{"Name": "DistributionId", "Value": ref("Distribution")}, {"Name": "Region", "Value": "Global"}],
+            ref("CloudFrontErrorRatePercent"), statistic="Average", evaluation=3, datapoints=2,
+            condition="InUsEast1"),
+    }
+    for key, (name, condition) in FUNCTIONS.items():
+        dims = [{"Name": "FunctionName", "Value": sub(name)}]
+        found[f"{key}FunctionErrorsAlarm"] = _alarm(
+            sub(f"Lambda {name} raised errors (unhandled exceptions, timeouts)"), "AWS/Lambda", "Errors", dims, 0,
+            condition=condition)
+        found[f"{key}FunctionThrottlesAlarm"] = _alarm(
+            sub(f"Lambda {name} was throttled (reserved concurrency reached)"), "AWS/Lambda", "Throttles", dims, 0,
+            condition=condition)
+    for logical_id, alarm in found.items():
+        alarm["Properties"]["AlarmName"] = sub(f"${{AppName}}-${{Stage}}-{logical_id.removesuffix('Alarm')}")
+    return found
+
+
+def alarm_resources() -> dict:
+    return {
+        "AlarmTopic": {"Type": "AWS::SNS::Topic", "Metadata": skip(
+            ("CKV_AWS_26", "CloudWatch alarms cannot publish to a topic encrypted with the AWS-managed key, and "
+                           "the messages carry only alarm names and metric values")),
+            "Properties": {"TopicName": sub("${AppName}-${Stage}-alarms"),
+                           "Tags": [{"Key": "stage", "Value": ref("Stage")}]}},
+        "AlarmEmailSubscription": {"Type": "AWS::SNS::Subscription", "Condition": "HasEmail", "Properties": {
+            "TopicArn": ref("AlarmTopic"), "Protocol": "email", "Endpoint": ref("AlarmEmail")}},
+        **alarms(),
+        "Dashboard": dashboard(),
+    }
+
+
+def _widget(title: str, metric_rows: list, *, stat: str = "Sum", y: int = 0, x: int = 0,
+            region: str = "${AWS::Region}") -> dict:
+    return {"type": "metric", "x": x, "y": y, "width": 12, "height": 6,
+            "properties": {"title": title, "region": region, "stat": stat, "period": 300,
+                           "metrics": metric_rows}}
+
+
+def dashboard() -> dict:
+    """The alarms' signals on one page (the same metrics, dimensions and statistics)."""
+    api = ["ApiName", "${AppName}", "Stage", API_GATEWAY_STAGE]
+    fn = [f"${{AppName}}-${{Stage}}{suffix}" for suffix in ("", "-warmer", "-site")]
+    widgets = [
+        _widget("Latest batch age (hours)", [[metrics.NAMESPACE, "LatestBatchAgeHours", "Stage", "${Stage}"]],
+                stat="Maximum"),
+        _widget("API 5xx rate", [["AWS/ApiGateway", "5XXError", *api]], stat="Average", x=12),
+        _widget("API p99 latency (ms)", [["AWS/ApiGateway", "Latency", *api]], stat="p99", y=6),
+        _widget("Lambda errors", [["AWS/Lambda", "Errors", "FunctionName", name] for name in fn], y=6, x=12),
+        _widget("Lambda throttles", [["AWS/Lambda", "Throttles", "FunctionName", name] for name in fn], y=12),
+        _widget("Warmer failures, site build failures",
+                [[metrics.NAMESPACE, "WarmerFailures", "Stage", "${Stage}"],
+                 [metrics.NAMESPACE, "SiteBuildFailures", "Stage", "${Stage}"]], y=12, x=12),
+        # CloudFront publishes its metrics in us-east-1 only.
+        _widget("CloudFront 5xx rate (%)", [["AWS/CloudFront", "5xxErrorRate", "DistributionId", "${Distribution}",
+                                             "Region", "Global"]], stat="Average", y=18, region="us-east-1"),
+    ]
+    return {"Type": "AWS::CloudWatch::Dashboard", "Properties": {
+        "DashboardName": sub("${AppName}-${Stage}"),
+        "DashboardBody": sub(json.dumps({"widgets": widgets}, separators=(",", ":")))}}
+
+
+# -- the template ------------------------------------------------------------------------------
+
+OUTPUTS = {
+    "SiteBucketName": {"Value": ref("SiteBucket")},
+    "LogBucketName": {"Value": ref("LogBucket")},
+    "DistributionId": {"Value": ref("Distribution")},
+    "DistributionDomainName": {"Value": {"Fn::GetAtt": ["Distribution", "DomainName"]}},
+    "SiteUrl": {"Value": {"Fn::If": ["UseCustomDomain", sub("https://${DomainName}/"),
+                                     sub("https://${Distribution.DomainName}/")]}},
+    "AlarmTopicArn": {"Value": ref("AlarmTopic")},
+    "ApiDomain": {"Value": ref("ApiDomain")},
+}
+
+
+def template() -> dict:
+    return {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Description": "predictions: one stage's site, CDN, custom domain and alarms (generated by "
+                       "deploy/stack_template.py; the Chalice app is deployed beside it)",
+        "Parameters": PARAMETERS,
+        "Conditions": CONDITIONS,
+        "Resources": {**buckets(), **cloudfront(), **domain(), **alarm_resources()},
+        "Outputs": OUTPUTS,
+    }
+
+
+def render() -> str:
+    return json.dumps(template(), indent=2) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m deploy.stack_template", description=__doc__.splitlines()[0])
+    p.add_argument("--check", action="store_true", help="exit 1 when deploy/stack.json is not the generator's output")
+    args = p.parse_args(argv)
+    text = render()
+    if args.check:
+        with open(TEMPLATE_PATH, encoding="utf-8") as fh:
+            if fh.read() != text:
+                print("deploy/stack.json is stale: run `python -m deploy.stack_template`", file=sys.stderr)
+                return 1
+        return 0
+    with open(TEMPLATE_PATH, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    print(f"wrote {os.path.relpath(TEMPLATE_PATH)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
