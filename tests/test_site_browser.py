@@ -223,6 +223,8 @@ def test_a_phone_shows_every_cell_of_a_row_without_sideways_scrolling(phone: Pag
                                                                       stack: devstack.LocalStack) -> None:
     seen = watch(phone)
     phone.goto(stack.edge_url + "/")
+    # The script asks the API whether a newer batch exists and may redraw the rows: let it settle.
+    phone.wait_for_load_state("networkidle")
     expect(phone.locator("#predictions tbody tr")).to_have_count(100)
     assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     first = phone.locator("#predictions tbody tr").first

@@ -80,7 +80,7 @@ class Renderer:
         )
         self.env.filters["thousands"] = thousands
         self.env.globals.update(asset=asset_urls.__getitem__, api_page=API_PAGE, api_base=API_BASE,
-                                dates_page=DATES_PAGE)
+                                dates_page=DATES_PAGE, openapi_url=None)  # render_site sets it when published
 
     def page(self, template: str, **context: Any) -> bytes:
         try:
