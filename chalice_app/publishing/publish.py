@@ -210,6 +210,18 @@ def _unfinished(client: Any, bucket: str, prefix: str, key: str, date: str, dige
     return current is None or current < date
 
 
+def put_pointer(client: Any, bucket: str, key: str, pointer: dict, etag: str | None) -> None:
+    """Write latest.json only if it is still the one read (its ETag), or still absent (etag None)."""
+    put: dict[str, Any] = {"Bucket": bucket, "Key": key, "ContentType": "application/json",
+                           "CacheControl": "no-cache",
+                           "Body": json.dumps(pointer, ensure_ascii=False, separators=(",", ":")).encode()}
+    if etag:
+        put["IfMatch"] = etag
+    else:
+        put["IfNoneMatch"] = "*"
+    client.put_object(**put)
+
+
 def _stored_metadata(client: Any, bucket: str, key: str) -> dict[str, str] | None:
     """The metadata a batch was published with, None when there is no batch."""
     from botocore.exceptions import ClientError
@@ -280,15 +292,8 @@ def _move_pointer(client: Any, bucket: str, prefix: str, doc: dict, progress: Pr
             return False
         pointer = {"date": date, "generated_at": doc.get("generated_at"), "model": doc.get("model"),
                    "count": len(doc["predictions"]), "published_at": _utc_now()}
-        put: dict[str, Any] = {"Bucket": bucket, "Key": key, "ContentType": "application/json",
-                               "CacheControl": "no-cache",
-                               "Body": json.dumps(pointer, separators=(",", ":")).encode()}
-        if etag:
-            put["IfMatch"] = etag
-        else:
-            put["IfNoneMatch"] = "*"
         try:
-            client.put_object(**put)
+            put_pointer(client, bucket, key, pointer, etag)
         except ClientError as exc:
             if error_code(exc) in CONDITION_FAILED:
                 continue  # another publisher moved it meanwhile: look again

@@ -35,6 +35,7 @@ from chalice_app.publishing.publish import (
     _stored_digest,
     _utc_now,
     make_client,
+    put_pointer,
     resolve_target,
 )
 
@@ -74,17 +75,10 @@ def retract(client: Any, bucket: str, prefix: str, to: str, reason: str, *, by: 
         raise PublishError(f"latest is {current}, earlier than {to}: retract moves latest back; "
                            "publishing moves it forward", EXIT_INPUT)
     pointer = {"date": to, "retracted": {"from": current, "reason": reason, "at": _utc_now(), "by": by}}
-    put: dict[str, Any] = {"Bucket": bucket, "Key": key, "ContentType": "application/json",
-                           "CacheControl": "no-cache",
-                           "Body": json.dumps(pointer, ensure_ascii=False, separators=(",", ":")).encode()}
-    if etag:
-        put["IfMatch"] = etag
-    else:
-        put["IfNoneMatch"] = "*"
     from botocore.exceptions import ClientError
 
     try:
-        client.put_object(**put)
+        put_pointer(client, bucket, key, pointer, etag)
     except ClientError as exc:
         if error_code(exc) in CONDITION_FAILED:
             now, _ = _read_pointer(client, bucket, key)

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass, field
 
 from chalice_app.store.batch import Batch
-from chalice_app.website.view import Column, is_number, number_text
+from chalice_app.website.view import Column, finite_number, number_text
 
 DROPPED_SHOWN = 20  # dropped ids listed by name on the page; the rest are counted
 
@@ -18,20 +18,10 @@ def value_column(columns: list[Column]) -> Column | None:
     return next((c for c in numeric if c.name == "value"), numeric[0] if numeric else None)
 
 
-def _finite(value: object) -> float | None:
-    if not is_number(value):
-        return None
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) else None
-
-
 def change_of(current: object, previous: object) -> tuple[float | None, float | None]:
     """(current - previous, the change in % of |previous| rounded to 0.1) or Nones when either is
     not a finite number; the percentage is None when previous is 0."""
-    now, before = _finite(current), _finite(previous)
+    now, before = finite_number(current), finite_number(previous)
     if now is None or before is None:
         return None, None
     delta = now - before

@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from chalice_app.store.batch import Batch
-from chalice_app.website.view import column_decimals, is_number, number_text
+from chalice_app.website.view import column_decimals, finite_number, number_text
 
 CHART_TOP = 20
 _TINY = 1e-300  # spans below this draw on a unit axis (10**e would leave the normal floats)
@@ -115,7 +115,7 @@ def chart_of(batch: Batch, top: int = CHART_TOP) -> dict[str, Any] | None:
     """
     rows = []
     for item in batch.items:
-        value = _finite(item.get("value"))
+        value = finite_number(item.get("value"))
         if value is not None:
             rows.append((item, value, _range_of(item)))
     if not rows:
@@ -138,17 +138,6 @@ def chart_of(batch: Batch, top: int = CHART_TOP) -> dict[str, Any] | None:
     }
 
 
-def _finite(value: object) -> float | None:
-    """The value as a finite float, or None (not a number, NaN, infinite, or too big for a float)."""
-    if not is_number(value):
-        return None
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) else None
-
-
 def _range_of(item: dict) -> tuple[float, ...]:
-    bounds = (_finite(item.get("lower")), _finite(item.get("upper")))
+    bounds = (finite_number(item.get("lower")), finite_number(item.get("upper")))
     return bounds if None not in bounds else ()  # type: ignore[return-value]

@@ -35,6 +35,17 @@ def is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def finite_number(value: object) -> float | None:
+    """The value as a finite float, or None (not a number, NaN, infinite, or too big for a float)."""
+    if not is_number(value):
+        return None
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
 def columns_of(batch: Batch) -> list[Column]:
     """The batch's `fields` when it declares them, else every field in first-seen order, id first."""
     declared = batch.fields if isinstance(batch.fields, list) else []
