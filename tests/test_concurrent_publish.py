@@ -233,7 +233,13 @@ def test_readers_see_only_complete_batches_while_new_ones_are_published(endpoint
         for date in DATES[1:]:
             time.sleep(0.15)  # let the readers catch every batch at least once
             publish_document(writer, bucket, PREFIX, doc_for(date))
-        time.sleep(0.3)
+        # Until a reader has seen the last batch (a loaded machine can take more than a moment).
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            with problems.lock:
+                if DATES[-1] in problems.latest_seen:
+                    break
+            time.sleep(0.05)
     finally:
         stop.set()
         for thread in threads:
