@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from helpers import BUCKET, PREFIX, PROJECT_DIR, make_doc
+from helpers import BUCKET, CHROMIUM, CHROMIUM_ARGS, PREFIX, PROJECT_DIR, make_doc
 
 if TYPE_CHECKING:
     from s3_spy import S3Spy
@@ -183,3 +183,21 @@ def black_hole() -> Iterator[str]:
     for conn in held:
         conn.close()
     sock.close()
+
+
+@pytest.fixture(scope="session")
+def chromium_tmpdir() -> Iterator[str]:
+    """Chromium leaves org.chromium.Chromium.* folders in TMPDIR: give it its own, then remove it."""
+    import shutil
+    import tempfile
+
+    path = tempfile.mkdtemp(prefix="site-browser-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict, chromium_tmpdir: str) -> dict:
+    """pytest-playwright launches Debian's Chromium (a downloaded browser cannot run here)."""
+    return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_ARGS,
+            "env": {**os.environ, "TMPDIR": chromium_tmpdir}}

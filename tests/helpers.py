@@ -5,9 +5,17 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
+
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUCKET = "predictions-local"  # the local stage's bucket in .chalice/config.json
 PREFIX = "predictions/"
+# Debian's Chromium, started the way this machine allows (no sandbox as root, no background network).
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+needs_chromium = pytest.mark.skipif(
+    not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is missing: apt-get install -y chromium (make test installs it)")
 
 
 def make_doc(date: str, rows: list[dict] | None = None, n: int = 5) -> dict:

@@ -8,10 +8,7 @@ Debian's Chromium is driven by Playwright (never `playwright install`; see BROWS
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -23,34 +20,17 @@ from chalice_app.publishing.sample import make_batch
 from chalice_app.website import view
 from tools import devstack
 
+from helpers import needs_chromium
 from site_helpers import END_DATE
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 COUNT = 150
 NEWER_DATE = "2026-11-21"
 FRESH_LABEL = "Fresh bread (just published)"
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM),
-                       reason=f"{CHROMIUM} is missing: apt-get install -y chromium (make test installs it)"),
+    needs_chromium,
 ]
-
-
-@pytest.fixture(scope="session")
-def chromium_tmpdir() -> Iterator[str]:
-    """Chromium leaves org.chromium.Chromium.* folders in TMPDIR: give it its own, then remove it."""
-    path = tempfile.mkdtemp(prefix="site-browser-")
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args: dict, chromium_tmpdir: str) -> dict:
-    return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_ARGS,
-            "env": {**os.environ, "TMPDIR": chromium_tmpdir}}
 
 
 @pytest.fixture(scope="module")

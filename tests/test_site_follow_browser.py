@@ -5,9 +5,6 @@ handler when the pointer moves), wait for the rebuild, and read the new batch fr
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 
@@ -17,32 +14,16 @@ from playwright.sync_api import Browser, expect
 from chalice_app.publishing.sample import make_batch
 from tools import devstack
 
+from helpers import needs_chromium
 from site_helpers import END_DATE
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 NEW_DATE = "2026-11-24"
 FRESH_LABEL = "Rye loaf (published while the site was up)"
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM),
-                       reason=f"{CHROMIUM} is missing: apt-get install -y chromium (make test installs it)"),
+    needs_chromium,
 ]
-
-
-@pytest.fixture(scope="session")
-def chromium_tmpdir() -> Iterator[str]:
-    path = tempfile.mkdtemp(prefix="site-follow-")
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args: dict, chromium_tmpdir: str) -> dict:
-    return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_ARGS,
-            "env": {**os.environ, "TMPDIR": chromium_tmpdir}}
 
 
 @pytest.fixture(scope="module")

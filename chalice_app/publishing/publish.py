@@ -452,21 +452,26 @@ def main(argv: list[str] | None = None, client: Any = None) -> int:
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT
-    except PublishError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except Exception as exc:
-        if type(exc).__module__.startswith(("botocore", "boto3")):
-            print(f"error: AWS: {exc}", file=sys.stderr)
-            return EXIT_AWS
-        if isinstance(exc, ValueError):  # StageError and friends: bad input
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_INPUT
-        raise
+    except Exception as exc:  # noqa: BLE001 - report_failure re-raises what it does not know
+        return report_failure(exc)
     verb = "would publish" if result.dry_run else "published"
     tail = " (now latest)" if result.pointer_moved else ""
     print(f"{verb} {result.date}: {result.count:,} predictions to s3://{bucket}/{result.key}{tail}")
     return EXIT_OK
+
+
+def report_failure(exc: Exception) -> int:
+    """One line on stderr and the exit code for a failure of a publishing command; re-raises a bug."""
+    if isinstance(exc, PublishError):
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    if type(exc).__module__.startswith(("botocore", "boto3")):
+        print(f"error: AWS: {exc}", file=sys.stderr)
+        return EXIT_AWS
+    if isinstance(exc, ValueError):  # StageError and friends: bad input
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    raise exc
 
 
 def _report_rows(path: str, errors: list[RowError]) -> None:

@@ -36,6 +36,7 @@ from chalice_app.publishing.publish import (
     _utc_now,
     make_client,
     put_pointer,
+    report_failure,
     resolve_target,
 )
 
@@ -114,17 +115,8 @@ def main(argv: list[str] | None = None, client: Any = None) -> int:
         bucket, prefix = resolve_target(args.stage, args.bucket, args.prefix)
         by = args.by or who()
         before = retract(client or make_client(), bucket, prefix, args.to, args.reason, by=by)
-    except PublishError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except Exception as exc:
-        if type(exc).__module__.startswith(("botocore", "boto3")):
-            print(f"error: AWS: {exc}", file=sys.stderr)
-            return EXIT_AWS
-        if isinstance(exc, ValueError):  # StageError: bad input
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_INPUT
-        raise
+    except Exception as exc:  # noqa: BLE001 - report_failure re-raises what it does not know
+        return report_failure(exc)
     if before == args.to:
         print(f"latest is already {args.to}; nothing was changed")
     else:
