@@ -69,6 +69,26 @@ def install_runtime_override(runtime: str) -> None:
     chalice_config.Config.lambda_python_version = property(lambda _self: runtime)  # type: ignore[method-assign]
 
 
+def install_gateway_responses() -> None:
+    """Make Chalice's Swagger (deploy and package alike) carry deploy.api_gateway's gateway responses."""
+    from chalice.deploy import swagger
+
+    from deploy.api_gateway import EXTENSION, add_gateway_responses
+
+    original = swagger.SwaggerGenerator.generate_swagger
+    if getattr(original, "_adds", None) == EXTENSION:
+        return  # installed already in this process
+    if not callable(original):
+        raise RuntimeOverrideError("chalice.deploy.swagger.SwaggerGenerator.generate_swagger is gone: "
+                                   "check deploy/chalice_cli.py before deploying")
+
+    def generate_swagger(self: Any, app: Any, rest_api: Any = None) -> dict:
+        return add_gateway_responses(original(self, app, rest_api))
+
+    generate_swagger._adds = EXTENSION  # type: ignore[attr-defined]
+    swagger.SwaggerGenerator.generate_swagger = generate_swagger  # type: ignore[method-assign]
+
+
 def verify(stage: str, project_dir: str = ".") -> dict[str, tuple[str, str]]:
     """Build Chalice's application graph for `stage` (what deploy and package turn into resources) and
     return {function name: (runtime, architecture)}; raise when one differs from the stage's setting."""
@@ -132,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({name: list(value) for name, value in sorted(found.items())}))
         return 0
     install_runtime_override(runtime)
+    install_gateway_responses()
     from chalice import cli as chalice_cli
 
     print(f"chalice {' '.join(argv)}: runtime {runtime}, architecture {stage_architecture(stage)}", file=sys.stderr)

@@ -14,7 +14,6 @@ from deploy.stack_template import (
     API_ORIGIN_ID,
     CACHING_OPTIMIZED,
     S3_ORIGIN_ID,
-    USE_ORIGIN_CACHE_CONTROL_QUERY_STRINGS,
 )
 
 __all__ = ["distribution_config", "html_invalidation_paths"]  # the paths moved to the sync module
@@ -26,8 +25,13 @@ def _methods(*names: str) -> dict:
 
 
 def distribution_config(*, stage: str, caller_reference: str, bucket_domain: str, oac_id: str,
-                        api_domain: str, headers_policy_id: str) -> dict:
-    """The stage's distribution: the site from S3 through OAC, /api/* to API Gateway."""
+                        api_domain: str, headers_policy_id: str, api_headers_policy_id: str = "",
+                        api_cache_policy_id: str = "", not_found_function_arn: str = "") -> dict:
+    """The stage's distribution: the site from S3 through OAC, /api/* to API Gateway.
+
+    The ids of the API's headers and cache policies and the not-found function's ARN are whatever the
+    caller made (moto answers 404 to the policy APIs and drops function associations: shared/MOTO.md).
+    """
     s3_origin = {"Id": S3_ORIGIN_ID, "DomainName": bucket_domain, "OriginPath": "",
                  "S3OriginConfig": {"OriginAccessIdentity": ""}, "OriginAccessControlId": oac_id}
     # No OriginPath: the API's stage is named "api", so /api/predictions is the stage's /predictions.
@@ -35,8 +39,9 @@ def distribution_config(*, stage: str, caller_reference: str, bucket_domain: str
                   "CustomOriginConfig": {"HTTPPort": 80, "HTTPSPort": 443, "OriginProtocolPolicy": "https-only",
                                          "OriginSslProtocols": {"Quantity": 1, "Items": ["TLSv1.2"]},
                                          "OriginReadTimeout": 30, "OriginKeepaliveTimeout": 5}}
-    common = {"ViewerProtocolPolicy": "redirect-to-https", "Compress": True,
-              "ResponseHeadersPolicyId": headers_policy_id}
+    common = {"ViewerProtocolPolicy": "redirect-to-https", "Compress": True}
+    function = {"FunctionAssociations": {"Quantity": 1, "Items": [
+        {"EventType": "viewer-response", "FunctionARN": not_found_function_arn}]}} if not_found_function_arn else {}
     return {
         "CallerReference": caller_reference,
         "Comment": f"predictions site ({stage})",
@@ -47,19 +52,15 @@ def distribution_config(*, stage: str, caller_reference: str, bucket_domain: str
         "PriceClass": "PriceClass_100",
         "Origins": {"Quantity": 2, "Items": [s3_origin, api_origin]},
         "DefaultCacheBehavior": {"TargetOriginId": S3_ORIGIN_ID, "CachePolicyId": CACHING_OPTIMIZED,
-                                 "AllowedMethods": _methods("GET", "HEAD"), **common},
+                                 "AllowedMethods": _methods("GET", "HEAD"),
+                                 "ResponseHeadersPolicyId": headers_policy_id, **function, **common},
         "CacheBehaviors": {"Quantity": 1, "Items": [{
             "PathPattern": "/api/*", "TargetOriginId": API_ORIGIN_ID,
-            # Honours the API's Cache-Control, keys on the query string; forwards every viewer
-            # header but Host (API Gateway needs its own) — If-None-Match included.
-            "CachePolicyId": USE_ORIGIN_CACHE_CONTROL_QUERY_STRINGS,
-            "OriginRequestPolicyId": ALL_VIEWER_EXCEPT_HOST_HEADER,
-            "AllowedMethods": _methods("GET", "HEAD", "OPTIONS"), **common}]},
-        # Error pages apply to every behaviour, so only 403 is mapped: S3 without s3:ListBucket
-        # answers 403 for a missing page, while the API's own JSON 404s must pass through untouched.
-        "CustomErrorResponses": {"Quantity": 1, "Items": [
-            {"ErrorCode": 403, "ResponsePagePath": "/404.html", "ResponseCode": "404", "ErrorCachingMinTTL": 60},
-        ]},
+            "CachePolicyId": api_cache_policy_id, "OriginRequestPolicyId": ALL_VIEWER_EXCEPT_HOST_HEADER,
+            "ResponseHeadersPolicyId": api_headers_policy_id or headers_policy_id,
+            "AllowedMethods": _methods("GET", "HEAD"), **common}]},
+        # No custom error responses: they apply to every behaviour and would rewrite the API's errors.
+        "CustomErrorResponses": {"Quantity": 0},
         "ViewerCertificate": {"CloudFrontDefaultCertificate": True},
         "Restrictions": {"GeoRestriction": {"RestrictionType": "none", "Quantity": 0}},
     }

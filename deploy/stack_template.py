@@ -8,9 +8,12 @@ the response headers come from chalice_app.website.serving (one source with the 
 alarms from ALARMS below (one source with the dashboard and with tests/test_stack_template.py, which
 checks every metric against chalice_app.metrics or AWS's published ones).
 
-What the stack holds: the private, versioned site bucket; an access-log bucket that expires its logs;
-the Origin Access Control; the response headers policy; the distribution (site through OAC, /api/* to the
-Regional API once its domain is known, error pages, HTTP/2+3, IPv6, TLS 1.2_2021 with a certificate); the
+What the stack holds: the private, versioned site bucket; the bucket of the app's build artifacts
+(the Chalice app's stack takes its code from there); an access-log bucket that expires its logs; the
+Origin Access Control; two response headers policies (the site's, which overrides, and the API's,
+which only fills in what the API did not send); the API's cache policy; the not-found function; the
+distribution (site through OAC, /api/* to the Regional API once its domain is known, HTTP/2+3, IPv6,
+TLS 1.2_2021 with a certificate; no custom error responses: they would rewrite the API's errors); the
 bucket policies; optionally an ACM certificate (DNS-validated in the hosted zone) and alias records;
 the alarms, their SNS topic (optional e-mail) and a dashboard.
 """
@@ -25,12 +28,12 @@ from typing import Any
 
 from chalice_app import metrics
 from chalice_app.website.serving import response_headers_policy_config
+from deploy.not_found_function import function_code
 
 TEMPLATE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "stack.json")
 
 # AWS-managed policies: every account has them, so a behaviour can name one by id.
 CACHING_OPTIMIZED = "658327ea-f89d-4fab-a63d-7e88639e58f6"
-USE_ORIGIN_CACHE_CONTROL_QUERY_STRINGS = "4cc15a8a-d715-48a4-82b8-cc0b614638fe"
 ALL_VIEWER_EXCEPT_HOST_HEADER = "b689b0a8-53d0-40ab-baf2-68738e2966ac"
 CLOUDFRONT_HOSTED_ZONE = "Z2FDTNDATAQYW2"  # the fixed zone id of every CloudFront alias target
 S3_ORIGIN_ID = "site-bucket"
@@ -184,7 +187,7 @@ def buckets() -> dict:
         "Type": "AWS::S3::BucketPolicy",
         "Properties": {"Bucket": ref("SiteBucket"), "PolicyDocument": {"Version": "2012-10-17", "Statement": [
             # Only this stage's distribution reads, and only objects: without s3:ListBucket a missing
-            # page is a 403, which the distribution answers with /404.html.
+            # page is a 403, which the not-found function turns into a 404 page.
             {"Sid": "CloudFrontOriginAccessControlReadOnly", "Effect": "Allow",
              "Principal": {"Service": "cloudfront.amazonaws.com"}, "Action": "s3:GetObject",
              "Resource": sub("${SiteBucket.Arn}/*"),
@@ -193,20 +196,72 @@ def buckets() -> dict:
             _deny_insecure_transport("SiteBucket"),
         ]}},
     }
-    return {"SiteBucket": site, "LogBucket": logs, "LogBucketPolicy": log_policy, "SiteBucketPolicy": site_policy}
+    artifacts = {
+        "Type": "AWS::S3::Bucket",
+        "Properties": {
+            "BucketName": sub("${AppName}-artifacts-${Stage}-${AWS::AccountId}"),
+            "BucketEncryption": _encryption(),
+            "PublicAccessBlockConfiguration": _block_public_access(),
+            "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
+            # Keys are content hashes and never overwritten; nothing expires, so a rollback of the app's
+            # stack always finds the code it rolls back to.
+            "VersioningConfiguration": {"Status": "Enabled"},
+            "LifecycleConfiguration": {"Rules": [
+                {"Id": "AbortIncompleteUploads", "Status": "Enabled",
+                 "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}},
+            ]},
+            "LoggingConfiguration": {"DestinationBucketName": ref("LogBucket"), "LogFilePrefix": "s3/artifacts/"},
+            "Tags": [{"Key": "stage", "Value": ref("Stage")}],
+        },
+    }
+    artifacts_policy = {
+        "Type": "AWS::S3::BucketPolicy",
+        "Properties": {"Bucket": ref("ArtifactBucket"), "PolicyDocument": {"Version": "2012-10-17", "Statement": [
+            _deny_insecure_transport("ArtifactBucket")]}},
+    }
+    return {"SiteBucket": site, "LogBucket": logs, "LogBucketPolicy": log_policy, "SiteBucketPolicy": site_policy,
+            "ArtifactBucket": artifacts, "ArtifactBucketPolicy": artifacts_policy}
 
 
 # -- CloudFront --------------------------------------------------------------------------------
 
-def headers_policy() -> dict:
-    config = to_cloudformation(response_headers_policy_config("NAME"))
-    config["Name"] = sub("${AppName}-site-${Stage}-headers")
+def headers_policy(*, override: bool, name: str) -> dict:
+    config = to_cloudformation(response_headers_policy_config("NAME", override=override))
+    config["Name"] = sub(name)
     return {"Type": "AWS::CloudFront::ResponseHeadersPolicy", "Properties": {"ResponseHeadersPolicyConfig": config}}
 
 
-def _behaviour(**extra: Any) -> dict:
+def api_cache_policy() -> dict:
+    """/api/*: keyed on the query string only, for as long as the API's Cache-Control says.
+
+    Nothing from the viewer's headers is in the key: a header in the key is also forwarded, and the
+    viewer's Host forwarded to API Gateway is a 403 (the managed UseOriginCacheControlHeaders policies
+    key on Host). DefaultTTL 0: an answer without Cache-Control is not kept. MaxTTL a day: a dated
+    batch is immutable, the pointer's answer says max-age itself.
+    """
+    return {"Type": "AWS::CloudFront::CachePolicy", "Properties": {"CachePolicyConfig": {
+        "Name": sub("${AppName}-api-${Stage}"),
+        "Comment": "predictions API: query string only, the API's Cache-Control",
+        "MinTTL": 0, "DefaultTTL": 0, "MaxTTL": 86400,
+        "ParametersInCacheKeyAndForwardedToOrigin": {
+            "EnableAcceptEncodingGzip": True, "EnableAcceptEncodingBrotli": True,
+            "HeadersConfig": {"HeaderBehavior": "none"},
+            "CookiesConfig": {"CookieBehavior": "none"},
+            "QueryStringsConfig": {"QueryStringBehavior": "all"},
+        }}}}
+
+
+def not_found_function() -> dict:
+    return {"Type": "AWS::CloudFront::Function", "Properties": {
+        "Name": sub("${AppName}-${Stage}-not-found"), "AutoPublish": True,
+        "FunctionConfig": {"Comment": "the site's 404 page for a missing key (default behaviour only)",
+                           "Runtime": "cloudfront-js-2.0"},
+        "FunctionCode": function_code()}}
+
+
+def _behaviour(headers_policy_id: str, **extra: Any) -> dict:
     return {"ViewerProtocolPolicy": "redirect-to-https", "Compress": True,
-            "ResponseHeadersPolicyId": ref("HeadersPolicy"), **extra}
+            "ResponseHeadersPolicyId": ref(headers_policy_id), **extra}
 
 
 def distribution() -> dict:
@@ -218,11 +273,11 @@ def distribution() -> dict:
                   "CustomOriginConfig": {"OriginProtocolPolicy": "https-only", "OriginSSLProtocols": ["TLSv1.2"],
                                          "OriginReadTimeout": 30, "OriginKeepaliveTimeout": 5}}
     api_behaviour = _behaviour(
-        PathPattern="/api/*", TargetOriginId=API_ORIGIN_ID,
-        # Honours the API's Cache-Control, keys on the query string; forwards every viewer header but Host
-        # (API Gateway needs its own), If-None-Match included.
-        CachePolicyId=USE_ORIGIN_CACHE_CONTROL_QUERY_STRINGS, OriginRequestPolicyId=ALL_VIEWER_EXCEPT_HOST_HEADER,
-        AllowedMethods=["GET", "HEAD", "OPTIONS"], CachedMethods=["GET", "HEAD"])
+        "ApiHeadersPolicy", PathPattern="/api/*", TargetOriginId=API_ORIGIN_ID,
+        # Keys on the query string and honours the API's Cache-Control; forwards every viewer header but
+        # Host (API Gateway answers a foreign Host with 403). GET and HEAD only: the API declares GET.
+        CachePolicyId=ref("ApiCachePolicy"), OriginRequestPolicyId=ALL_VIEWER_EXCEPT_HOST_HEADER,
+        AllowedMethods=["GET", "HEAD"], CachedMethods=["GET", "HEAD"])
     config = {
         "Comment": sub("predictions site (${Stage})"),
         "Enabled": True,
@@ -232,13 +287,13 @@ def distribution() -> dict:
         "PriceClass": "PriceClass_100",
         "Aliases": if_("UseCustomDomain", [ref("DomainName")]),
         "Origins": {"Fn::If": ["HasApi", [s3_origin, api_origin], [s3_origin]]},
-        "DefaultCacheBehavior": _behaviour(TargetOriginId=S3_ORIGIN_ID, CachePolicyId=CACHING_OPTIMIZED,
-                                           AllowedMethods=["GET", "HEAD"], CachedMethods=["GET", "HEAD"]),
+        "DefaultCacheBehavior": _behaviour(
+            "HeadersPolicy", TargetOriginId=S3_ORIGIN_ID, CachePolicyId=CACHING_OPTIMIZED,
+            AllowedMethods=["GET", "HEAD"], CachedMethods=["GET", "HEAD"],
+            # The site's not-found page, here and not as a custom error response (deploy/not_found_function.py).
+            FunctionAssociations=[{"EventType": "viewer-response",
+                                   "FunctionARN": {"Fn::GetAtt": ["NotFoundFunction", "FunctionARN"]}}]),
         "CacheBehaviors": if_("HasApi", [api_behaviour]),
-        # Error pages apply to every behaviour, so only 403 is mapped: S3 without s3:ListBucket answers 403
-        # for a missing page, while the API's own JSON 404s must pass through untouched.
-        "CustomErrorResponses": [{"ErrorCode": 403, "ResponsePagePath": "/404.html", "ResponseCode": 404,
-                                  "ErrorCachingMinTTL": 60}],
         "Logging": {"Bucket": {"Fn::GetAtt": ["LogBucket", "DomainName"]}, "Prefix": "cloudfront/",
                     "IncludeCookies": False},
         "ViewerCertificate": if_(
@@ -267,7 +322,10 @@ def cloudfront() -> dict:
                 "Name": sub("${AppName}-site-${Stage}"),
                 "Description": "predictions site: CloudFront reads the private bucket",
                 "SigningProtocol": "sigv4", "SigningBehavior": "always", "OriginAccessControlOriginType": "s3"}}},
-        "HeadersPolicy": headers_policy(),
+        "HeadersPolicy": headers_policy(override=True, name="${AppName}-site-${Stage}-headers"),
+        "ApiHeadersPolicy": headers_policy(override=False, name="${AppName}-api-${Stage}-headers"),
+        "ApiCachePolicy": api_cache_policy(),
+        "NotFoundFunction": not_found_function(),
         "Distribution": distribution(),
     }
 
@@ -412,6 +470,7 @@ OUTPUTS = {
                                      sub("https://${Distribution.DomainName}/")]}},
     "AlarmTopicArn": {"Value": ref("AlarmTopic")},
     "ApiDomain": {"Value": ref("ApiDomain")},
+    "ArtifactBucketName": {"Value": ref("ArtifactBucket")},
 }
 
 

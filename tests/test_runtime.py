@@ -115,3 +115,17 @@ def test_the_package_passes_cfn_lint_and_checkov(packages, stage):
     report = json.loads(scan.stdout)
     report = report[0] if isinstance(report, list) else report
     assert [(c["check_id"], c["resource"]) for c in report["results"]["failed_checks"]] == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", STAGES)
+def test_the_packaged_api_answers_its_own_refusals_in_the_error_shape(packages, stage):
+    # API Gateway's gateway responses travel inside the API's definition, so every deployment carries them.
+    from deploy.api_gateway import EXTENSION, gateway_responses
+
+    resources = json.loads((packages / stage / "sam.json").read_text())["Resources"]
+    body = resources["RestAPI"]["Properties"]["DefinitionBody"]
+    assert body[EXTENSION] == gateway_responses()
+    missing = body[EXTENSION]["MISSING_AUTHENTICATION_TOKEN"]
+    assert missing["statusCode"] == "404"
+    assert json.loads(missing["responseTemplates"]["application/json"])["error"]["code"] == "route_not_found"

@@ -1,6 +1,7 @@
 """The stage stack's template (deploy/stack.json), read statically: what moto cannot create is checked here.
 
-Headers equal the serving policy; origins, behaviours and error pages are as docs/deploy.md says; every
+Headers equal the serving policy (overriding on the site, filling in on the API); origins, behaviours,
+the API's cache key and the site-only not-found function are as docs/deploy.md says; every
 alarm's metric is one the code emits (chalice_app.metrics) or AWS publishes; cfn-lint and checkov pass,
 with every checkov suppression carrying its reason and actually in use.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -59,18 +61,41 @@ def test_the_template_is_the_generators_output():
     assert stack_template.main(["--check"]) == 0, "run `python -m deploy.stack_template`"
 
 
-def test_the_headers_policy_is_the_serving_policy():
-    config = RESOURCES["HeadersPolicy"]["Properties"]["ResponseHeadersPolicyConfig"]
-    wanted = stack_template.to_cloudformation(response_headers_policy_config("x"))
-    assert {k: v for k, v in config.items() if k != "Name"} == {k: v for k, v in wanted.items() if k != "Name"}
+def _sent(config: dict) -> dict[str, str]:
     security = config["SecurityHeadersConfig"]
-    sent = {"Content-Security-Policy": security["ContentSecurityPolicy"]["ContentSecurityPolicy"],
+    return {"Content-Security-Policy": security["ContentSecurityPolicy"]["ContentSecurityPolicy"],
             "X-Content-Type-Options": "nosniff", "X-Frame-Options": security["FrameOptions"]["FrameOption"],
             "Referrer-Policy": security["ReferrerPolicy"]["ReferrerPolicy"],
             "Strict-Transport-Security": f"max-age={security['StrictTransportSecurity']['AccessControlMaxAgeSec']}; "
                                          "includeSubDomains",
             **{h["Header"]: h["Value"] for h in config["CustomHeadersConfig"]["Items"]}}
-    assert sent == SECURITY_HEADERS
+
+
+def _overrides(config: dict) -> set[bool]:
+    return {v["Override"] for v in config["SecurityHeadersConfig"].values()} | {
+        h["Override"] for h in config["CustomHeadersConfig"]["Items"]}
+
+
+def test_the_site_headers_policy_is_the_serving_policy_and_overrides():
+    config = RESOURCES["HeadersPolicy"]["Properties"]["ResponseHeadersPolicyConfig"]
+    wanted = stack_template.to_cloudformation(response_headers_policy_config("x"))
+    assert {k: v for k, v in config.items() if k != "Name"} == {k: v for k, v in wanted.items() if k != "Name"}
+    assert _sent(config) == SECURITY_HEADERS
+    assert _overrides(config) == {True}
+
+
+def test_the_api_headers_policy_only_fills_in_what_the_api_did_not_send():
+    # Override would replace the API's own CSP ("default-src 'none'") and Referrer-Policy: no-referrer.
+    config = RESOURCES["ApiHeadersPolicy"]["Properties"]["ResponseHeadersPolicyConfig"]
+    assert _sent(config) == SECURITY_HEADERS
+    assert _overrides(config) == {False}
+
+
+def test_each_behaviour_has_its_own_headers_policy():
+    config = RESOURCES["Distribution"]["Properties"]["DistributionConfig"]
+    (api,) = config["CacheBehaviors"]["Fn::If"][1]
+    assert config["DefaultCacheBehavior"]["ResponseHeadersPolicyId"] == {"Ref": "HeadersPolicy"}
+    assert api["ResponseHeadersPolicyId"] == {"Ref": "ApiHeadersPolicy"}
 
 
 def test_site_bucket_is_private_encrypted_versioned_and_expires_old_versions():
@@ -97,7 +122,7 @@ def test_only_this_distribution_reads_the_site_bucket_over_tls():
     assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
 
-def test_distribution_origins_behaviours_and_error_pages():
+def test_distribution_origins_and_behaviours():
     config = RESOURCES["Distribution"]["Properties"]["DistributionConfig"]
     with_api, without_api = config["Origins"]["Fn::If"][1:]
     s3_origin, api_origin = with_api
@@ -109,8 +134,7 @@ def test_distribution_origins_behaviours_and_error_pages():
     assert "execute-api\\.[a-z0-9-]+\\.amazonaws" in TEMPLATE["Parameters"]["ApiDomain"]["AllowedPattern"]
     (api,) = config["CacheBehaviors"]["Fn::If"][1]
     assert api["PathPattern"] == "/api/*" and api["TargetOriginId"] == api_origin["Id"]
-    assert config["CustomErrorResponses"] == [{"ErrorCode": 403, "ResponsePagePath": "/404.html",
-                                               "ResponseCode": 404, "ErrorCachingMinTTL": 60}]
+    assert api["AllowedMethods"] == ["GET", "HEAD"]
     assert config["HttpVersion"] == "http2and3" and config["IPV6Enabled"] is True
     assert config["DefaultCacheBehavior"]["ViewerProtocolPolicy"] == "redirect-to-https"
     custom, default = config["ViewerCertificate"]["Fn::If"][1:]
@@ -118,17 +142,87 @@ def test_distribution_origins_behaviours_and_error_pages():
     assert default == {"CloudFrontDefaultCertificate": True}
 
 
+def test_no_custom_error_response_can_rewrite_an_api_error():
+    # They apply to every behaviour: a 403 or 404 mapped to the site's page would turn the API's JSON
+    # 404 (batch_not_found) and API Gateway's answers into HTML.
+    assert "CustomErrorResponses" not in RESOURCES["Distribution"]["Properties"]["DistributionConfig"]
+
+
+def test_the_api_cache_key_holds_the_query_string_and_no_viewer_header():
+    # A header in the cache key is always forwarded: the viewer's Host at API Gateway is a 403.
+    config = RESOURCES["Distribution"]["Properties"]["DistributionConfig"]
+    (api,) = config["CacheBehaviors"]["Fn::If"][1]
+    assert api["CachePolicyId"] == {"Ref": "ApiCachePolicy"}
+    policy = RESOURCES["ApiCachePolicy"]["Properties"]["CachePolicyConfig"]
+    key = policy["ParametersInCacheKeyAndForwardedToOrigin"]
+    assert key["HeadersConfig"] == {"HeaderBehavior": "none"}
+    assert key["CookiesConfig"] == {"CookieBehavior": "none"}
+    assert key["QueryStringsConfig"] == {"QueryStringBehavior": "all"}
+    # The API's Cache-Control decides; an answer without one is not kept.
+    assert (policy["MinTTL"], policy["DefaultTTL"]) == (0, 0) and policy["MaxTTL"] >= 3600
+    assert api["OriginRequestPolicyId"] == stack_template.ALL_VIEWER_EXCEPT_HOST_HEADER
+
+
+def test_the_not_found_page_is_scoped_to_the_site_behaviour():
+    config = RESOURCES["Distribution"]["Properties"]["DistributionConfig"]
+    (association,) = config["DefaultCacheBehavior"]["FunctionAssociations"]
+    assert association == {"EventType": "viewer-response",
+                           "FunctionARN": {"Fn::GetAtt": ["NotFoundFunction", "FunctionARN"]}}
+    (api,) = config["CacheBehaviors"]["Fn::If"][1]
+    assert "FunctionAssociations" not in api and "LambdaFunctionAssociations" not in api
+    function = RESOURCES["NotFoundFunction"]["Properties"]
+    assert function["FunctionConfig"]["Runtime"] == "cloudfront-js-2.0" and function["AutoPublish"] is True
+
+
+def run_function(code: str, status: int) -> dict:
+    """The function's handler run by Node.js on a viewer-response event."""
+    event = {"version": "1.0", "context": {"eventType": "viewer-response"}, "viewer": {"ip": "192.0.2.1"},
+             "request": {"method": "GET", "uri": "/nope.html", "querystring": {}, "headers": {}, "cookies": {}},
+             "response": {"statusCode": status, "statusDescription": "x", "cookies": {},
+                          "headers": {"content-type": {"value": "application/xml"}, "etag": {"value": '"e"'}}}}
+    script = code + "\nprocess.stdout.write(JSON.stringify(handler(" + json.dumps(event) + ")));"
+    result = subprocess.run([shutil.which("node") or "node", "-e", script], capture_output=True, text=True,
+                            check=True, timeout=30)
+    return json.loads(result.stdout)
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="Node.js runs the CloudFront function here")
+@pytest.mark.parametrize("status", [403, 404])
+def test_the_not_found_function_turns_a_missing_key_into_the_404_page(status):
+    response = run_function(RESOURCES["NotFoundFunction"]["Properties"]["FunctionCode"], status)
+    assert response["statusCode"] == 404
+    assert response["headers"]["content-type"]["value"].startswith("text/html")
+    assert "etag" not in response["headers"]
+    assert "<h1>Page not found</h1>" in response["body"]["data"] and 'href="/"' in response["body"]["data"]
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="Node.js runs the CloudFront function here")
+def test_the_not_found_function_leaves_pages_alone():
+    response = run_function(RESOURCES["NotFoundFunction"]["Properties"]["FunctionCode"], 200)
+    assert response["statusCode"] == 200 and "body" not in response
+
+
 def test_the_moto_side_distribution_agrees_with_the_template():
     api_config = site_config.distribution_config(stage="s", caller_reference="r", bucket_domain="b", oac_id="o",
-                                                 api_domain="a", headers_policy_id="h")
+                                                 api_domain="a", headers_policy_id="h", api_headers_policy_id="ah",
+                                                 api_cache_policy_id="c", not_found_function_arn="f")
     config = RESOURCES["Distribution"]["Properties"]["DistributionConfig"]
     (api,) = config["CacheBehaviors"]["Fn::If"][1]
     (moto_api,) = api_config["CacheBehaviors"]["Items"]
-    for key in ("PathPattern", "CachePolicyId", "OriginRequestPolicyId", "TargetOriginId"):
+    for key in ("PathPattern", "OriginRequestPolicyId", "TargetOriginId"):
         assert api[key] == moto_api[key]
+    assert api["AllowedMethods"] == moto_api["AllowedMethods"]["Items"]
     assert config["DefaultCacheBehavior"]["CachePolicyId"] == api_config["DefaultCacheBehavior"]["CachePolicyId"]
-    assert stack_template.to_cloudformation(api_config["CustomErrorResponses"])["Items"][0]["ResponsePagePath"] == \
-        config["CustomErrorResponses"][0]["ResponsePagePath"]
+    assert api_config["CustomErrorResponses"] == {"Quantity": 0}
+    assert api_config["DefaultCacheBehavior"]["FunctionAssociations"]["Items"][0]["EventType"] == "viewer-response"
+
+
+def test_the_artifact_bucket_is_private_encrypted_and_keeps_every_build():
+    props = RESOURCES["ArtifactBucket"]["Properties"]
+    assert all(props["PublicAccessBlockConfiguration"].values()) and len(props["PublicAccessBlockConfiguration"]) == 4
+    assert props["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert not any("Expiration" in key for rule in props["LifecycleConfiguration"]["Rules"] for key in rule)
+    assert TEMPLATE["Outputs"]["ArtifactBucketName"] == {"Value": {"Ref": "ArtifactBucket"}}
 
 
 def test_custom_domain_creates_a_dns_validated_certificate_and_alias_records():
@@ -173,7 +267,8 @@ def test_the_dashboard_shows_every_alarmed_metric():
 
 
 def test_the_outputs_the_deploy_reads():
-    assert {"SiteBucketName", "DistributionId", "SiteUrl", "LogBucketName"} <= set(TEMPLATE["Outputs"])
+    assert {"SiteBucketName", "DistributionId", "SiteUrl", "LogBucketName", "ArtifactBucketName"} <= set(
+        TEMPLATE["Outputs"])
 
 
 def test_cfn_lint_passes():

@@ -51,20 +51,24 @@ def cache_control_for(path: str) -> str:
     return CACHE_IMMUTABLE if HASHED_ASSET.fullmatch(path.lstrip("/")) else CACHE_REVALIDATE
 
 
-def response_headers_policy_config(name: str) -> dict:
-    """CloudFront's response headers policy sending exactly SECURITY_HEADERS."""
+def response_headers_policy_config(name: str, *, override: bool = True) -> dict:
+    """CloudFront's response headers policy sending exactly SECURITY_HEADERS.
+
+    override=True (the site) replaces whatever the origin sent; override=False (the API) adds a header
+    only where the origin sent none, so the API keeps its own stricter CSP and referrer policy.
+    """
     return {
         "Name": name,
-        "Comment": "predictions site security headers",
+        "Comment": "predictions site security headers" if override else "predictions API: fills in missing headers",
         "SecurityHeadersConfig": {
-            "StrictTransportSecurity": {"Override": True, "AccessControlMaxAgeSec": HSTS_SECONDS,
+            "StrictTransportSecurity": {"Override": override, "AccessControlMaxAgeSec": HSTS_SECONDS,
                                         "IncludeSubdomains": True, "Preload": False},
-            "ContentSecurityPolicy": {"Override": True, "ContentSecurityPolicy": CONTENT_SECURITY_POLICY},
-            "ContentTypeOptions": {"Override": True},
-            "FrameOptions": {"Override": True, "FrameOption": FRAME_OPTION},
-            "ReferrerPolicy": {"Override": True, "ReferrerPolicy": REFERRER_POLICY},
+            "ContentSecurityPolicy": {"Override": override, "ContentSecurityPolicy": CONTENT_SECURITY_POLICY},
+            "ContentTypeOptions": {"Override": override},
+            "FrameOptions": {"Override": override, "FrameOption": FRAME_OPTION},
+            "ReferrerPolicy": {"Override": override, "ReferrerPolicy": REFERRER_POLICY},
         },
         # Not among CloudFront's security headers, so sent as a custom one (the local edge sends it too).
         "CustomHeadersConfig": {"Quantity": 1, "Items": [
-            {"Header": "Cross-Origin-Opener-Policy", "Value": OPENER_POLICY, "Override": True}]},
+            {"Header": "Cross-Origin-Opener-Policy", "Value": OPENER_POLICY, "Override": override}]},
     }
