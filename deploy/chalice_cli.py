@@ -16,6 +16,9 @@ override covers both paths and every function of the stage. It is checked, not h
 `install_runtime_override` fails loudly when the property is no longer there, and `verify` builds
 Chalice's application graph and fails when a function would not get the stage's runtime
 (tests/test_runtime.py runs both paths).
+
+The same run adds the API's gateway responses (deploy/api_gateway.py) to the Swagger Chalice generates,
+for `chalice deploy` and `chalice package` alike, so API Gateway's own refusals keep the API's error shape.
 """
 
 from __future__ import annotations
