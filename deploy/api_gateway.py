@@ -80,7 +80,7 @@ def render(swagger: dict[str, Any], kind: str, default_status: int, message: str
     status = int(entry.get("statusCode", default_status))
     headers = {"Content-Type": "application/json"}
     for key, value in entry.get("responseParameters", {}).items():
-        headers[key.removeprefix("gatewayresponse.header.")] = value.strip("'")
+        headers[key.removeprefix("gatewayresponse.header.")] = value[1:-1]  # a static value is quoted: 'v'
     template = entry.get("responseTemplates", {}).get("application/json", "")
     body = template.replace("$context.error.messageString", json.dumps(message)) \
                    .replace("$context.error.message", message)

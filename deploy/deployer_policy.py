@@ -35,6 +35,7 @@ SITE_BUCKETS = [f"arn:aws:s3:::${{AppName}}-{kind}-${{Stage}}-${{AccountId}}" fo
 FUNCTIONS = "arn:aws:lambda:${Region}:${AccountId}:function:${AppName}-${Stage}*"
 # CloudFormation names a role it creates "<stack>-<logical id>-<suffix>": the app stack's roles.
 APP_ROLES = "arn:aws:iam::${AccountId}:role/${AppName}-${Stage}-app-*"
+STAGE_ROLES = "arn:aws:iam::${AccountId}:role/${AppName}-${Stage}-site-*"
 LOG_GROUPS = "arn:aws:logs:${Region}:${AccountId}:log-group:/aws/lambda/${AppName}-${Stage}*"
 
 # Handler permissions of the stacks' resource types that this deploy never needs, with the reason.
@@ -109,7 +110,8 @@ NOT_USED: dict[str, str] = {
     "lambda:PutFunctionScalingConfig": "no capacity provider scaling",
     "lambda:GetFunctionRecursionConfig": "the default recursion setting",
     "lambda:PutFunctionRecursionConfig": "the default recursion setting",
-    "lambda:PublishVersion": "no versions or SnapStart",
+    "lambda:GetProvisionedConcurrencyConfig": "no provisioned concurrency",
+    "lambda:PutProvisionedConcurrencyConfig": "no provisioned concurrency",
     "lambda:DeleteFunctionConcurrency": "every function keeps its reserved concurrency",
     "logs:AssociateKmsKey": "log groups use the default encryption",
     "logs:DisassociateKmsKey": "log groups use the default encryption",
@@ -152,7 +154,7 @@ def deploy_and_app_statements() -> list[dict]:
         _allow("SamTransform", ["cloudformation:CreateChangeSet"],
                "arn:aws:cloudformation:${Region}:aws:transform/Serverless-2016-10-31"),
         _allow("DeployLock", ["ssm:PutParameter", "ssm:GetParameter", "ssm:DeleteParameter"],
-               "arn:aws:ssm:${Region}:${AccountId}:parameter/${AppName}/${Stage}/deploy-lock"),
+               "arn:aws:ssm:${Region}:${AccountId}:parameter/${AppName}/deploy-locks/${Stage}"),
         _allow("AppArtifactsAndSiteFiles", ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket",
                                             "s3:ListBucketVersions", "s3:GetObjectVersion", "s3:DeleteObjectVersion"],
                [*buckets, *(f"{b}/*" for b in buckets)]),
@@ -194,11 +196,26 @@ def stage_stack_statements() -> list[dict]:
             "cloudfront:DeleteCachePolicy"],
             [f"arn:aws:cloudfront::${{AccountId}}:{kind}/*"
              for kind in ("distribution", "origin-access-control", "response-headers-policy", "cache-policy")]),
+        # The site's not-found page: Lambda@Edge in us-east-1 (deploy/not_found_function.py), its role, and
+        # what CloudFront's association of a version needs ("Set up IAM permissions and roles for
+        # Lambda@Edge": GetFunction, EnableReplication*, the replicator's service-linked role).
         _allow("StackNotFoundFunction", [
-            "cloudfront:CreateFunction", "cloudfront:DescribeFunction", "cloudfront:GetFunction",
-            "cloudfront:UpdateFunction", "cloudfront:PublishFunction", "cloudfront:DeleteFunction",
-            "cloudfront:TagResource", "cloudfront:UntagResource", "cloudfront:ListTagsForResource"],
-            "arn:aws:cloudfront::${AccountId}:function/${AppName}-${Stage}-*"),
+            "lambda:CreateFunction", "lambda:DeleteFunction", "lambda:GetFunction", "lambda:GetFunctionConfiguration",
+            "lambda:UpdateFunctionCode", "lambda:UpdateFunctionConfiguration", "lambda:PublishVersion",
+            "lambda:ListVersionsByFunction", "lambda:TagResource", "lambda:UntagResource",
+            "lambda:EnableReplication*", "lambda:DisableReplication*"],
+            ["arn:aws:lambda:us-east-1:${AccountId}:function:${AppName}-${Stage}-not-found",
+             "arn:aws:lambda:us-east-1:${AccountId}:function:${AppName}-${Stage}-not-found:*"]),
+        _allow("StackNotFoundRole", [
+            "iam:CreateRole", "iam:DeleteRole", "iam:GetRole", "iam:UpdateRole", "iam:UpdateRoleDescription",
+            "iam:UpdateAssumeRolePolicy", "iam:PutRolePolicy", "iam:GetRolePolicy", "iam:DeleteRolePolicy",
+            "iam:ListRolePolicies", "iam:ListAttachedRolePolicies", "iam:TagRole", "iam:UntagRole"], STAGE_ROLES),
+        _allow("PassTheNotFoundRoleToLambda", ["iam:PassRole"], STAGE_ROLES,
+               Condition={"StringEquals": {"iam:PassedToService": "lambda.amazonaws.com"}}),
+        _allow("LambdaEdgeReplicator", ["iam:CreateServiceLinkedRole"],
+               "arn:aws:iam::${AccountId}:role/aws-service-role/replicator.lambda.amazonaws.com/"
+               "AWSServiceRoleForLambdaReplicator",
+               Condition={"StringEquals": {"iam:AWSServiceName": "replicator.lambda.amazonaws.com"}}),
         # Only with a custom domain; a certificate's id is generated, a zone is the stage's.
         _allow("StackCustomDomain", [
             "acm:RequestCertificate", "acm:DescribeCertificate", "acm:DeleteCertificate", "acm:AddTagsToCertificate",

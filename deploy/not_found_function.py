@@ -1,22 +1,34 @@
-"""The site's "page not found", scoped to the site: a CloudFront Function on the default behaviour.
+"""The site's "page not found", scoped to the site: a Lambda@Edge origin-response function.
 
-The bucket is private and CloudFront may not list it, so a missing page is S3's 403 (XML). A custom
-error response would turn it into a page, but custom error responses belong to the whole distribution:
-they would also rewrite the API's own JSON errors (its 404 `batch_not_found`, API Gateway's 403s).
-A viewer-response function on the default behaviour alone changes the status and the body of what the
-bucket answered and never sees an `/api/*` response (CloudFront Functions may replace both since 2023,
-runtime cloudfront-js-2.0).
+The bucket is private and CloudFront may not list it, so a missing page is S3's 403 (XML). Three
+mechanisms were weighed against AWS's documentation:
+
+- a custom error response (403 → /404.html) belongs to the whole distribution: it would also rewrite
+  the API's JSON errors on /api/* (any status it maps);
+- a CloudFront Function on viewer-response may change status and body, but "CloudFront doesn't invoke
+  edge functions for viewer response events when the origin returns HTTP status code 400 or higher"
+  (Restrictions on all edge functions): it never sees the 403;
+- a Lambda@Edge function on origin-response "is invoked for all origin responses, including when the
+  origin returns 400 or higher", may replace the body, and is associated with one behaviour: the site's.
+
+So it is the third: this module's SOURCE, inline in the stage template (Python, x86_64: Lambda@Edge
+has no arm64), published as a version (Lambda@Edge takes versions only) whose logical id carries the
+code's hash, so a change of the page publishes a new version. Lambda@Edge functions live in us-east-1:
+a stage stack elsewhere has no function, and a missing page there is S3's 403.
 
 The page is self-contained: the site's CSP (`style-src 'self'`, no inline style) applies, and the
 stylesheet's name is content-hashed and changes with every build, so it is plain semantic HTML.
+CloudFront caches the answer like the origin's (the site behaviour's TTLs), so the function runs once
+per missing path per edge cache lifetime, not per request.
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
+from collections.abc import Callable
+from typing import Any
 
-# The codes the bucket answers for a key that does not exist (403 without s3:ListBucket, 404 with it).
-MISSING = (403, 404)
+MAX_INLINE_BYTES = 4096  # CloudFormation's limit for Code.ZipFile
 PAGE = (
     '<!doctype html><html lang="en"><head><meta charset="utf-8">'
     '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -27,27 +39,41 @@ PAGE = (
     '<li><a href="/dates.html">Every date on this site</a></li>'
     '<li><a href="/docs/api.html">The API</a></li></ul></main></body></html>'
 )
-MAX_CODE_BYTES = 10 * 1024  # CloudFront Functions' size limit
+SOURCE = f'''"""Lambda@Edge, origin-response, the site's behaviour: a missing key becomes the 404 page."""
+
+PAGE = {PAGE!r}
+# The bucket answers 403 for a key that does not exist (no s3:ListBucket), 404 with it.
+MISSING = ("403", "404")
 
 
-def function_code() -> str:
-    """The function's JavaScript (cloudfront-js-2.0)."""
-    code = (
-        f"var PAGE = {json.dumps(PAGE)};\n"
-        "function handler(event) {\n"
-        "  var response = event.response;\n"
-        f"  if ({' || '.join(f'response.statusCode === {code}' for code in MISSING)}) {{\n"
-        "    response.statusCode = 404;\n"
-        "    response.statusDescription = 'Not Found';\n"
-        "    response.headers['content-type'] = {value: 'text/html; charset=utf-8'};\n"
-        "    response.headers['cache-control'] = {value: 'no-cache'};\n"
-        "    delete response.headers['etag'];\n"
-        "    delete response.headers['last-modified'];\n"
-        "    response.body = {encoding: 'text', data: PAGE};\n"
-        "  }\n"
-        "  return response;\n"
-        "}\n"
-    )
-    if len(code.encode()) > MAX_CODE_BYTES:
-        raise ValueError(f"the not-found function is {len(code.encode())} bytes; CloudFront allows {MAX_CODE_BYTES}")
-    return code
+def handler(event, context):
+    response = event["Records"][0]["cf"]["response"]
+    if response["status"] not in MISSING:
+        return response
+    return {{
+        "status": "404",
+        "statusDescription": "Not Found",
+        "headers": {{
+            "content-type": [{{"key": "Content-Type", "value": "text/html; charset=utf-8"}}],
+            "cache-control": [{{"key": "Cache-Control", "value": "no-cache"}}],
+        }},
+        "bodyEncoding": "text",
+        "body": PAGE,
+    }}
+'''
+
+
+def code_hash() -> str:
+    """Eight hex digits of the source: part of the version's logical id."""
+    return hashlib.sha256(SOURCE.encode()).hexdigest()[:8]
+
+
+def load_handler(source: str = SOURCE) -> Callable[[dict, Any], dict]:
+    """The handler, executed from the source text as Lambda would load it (tests and the local edge)."""
+    namespace: dict[str, Any] = {"__name__": "index"}
+    exec(compile(source, "index.py", "exec"), namespace)  # noqa: S102 - our own inline function's source
+    return namespace["handler"]
+
+
+if len(SOURCE.encode()) > MAX_INLINE_BYTES:  # pragma: no cover - a guard for whoever grows the page
+    raise ValueError(f"the not-found function is {len(SOURCE.encode())} bytes; inline code allows {MAX_INLINE_BYTES}")

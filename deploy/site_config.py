@@ -26,11 +26,12 @@ def _methods(*names: str) -> dict:
 
 def distribution_config(*, stage: str, caller_reference: str, bucket_domain: str, oac_id: str,
                         api_domain: str, headers_policy_id: str, api_headers_policy_id: str = "",
-                        api_cache_policy_id: str = "", not_found_function_arn: str = "") -> dict:
+                        api_cache_policy_id: str = "", not_found_version_arn: str = "") -> dict:
     """The stage's distribution: the site from S3 through OAC, /api/* to API Gateway.
 
     The ids of the API's headers and cache policies and the not-found function's ARN are whatever the
     caller made (moto answers 404 to the policy APIs and drops function associations: shared/MOTO.md).
+    The not-found function (Lambda@Edge, origin-response) is associated when its version's ARN is given.
     """
     s3_origin = {"Id": S3_ORIGIN_ID, "DomainName": bucket_domain, "OriginPath": "",
                  "S3OriginConfig": {"OriginAccessIdentity": ""}, "OriginAccessControlId": oac_id}
@@ -40,8 +41,9 @@ def distribution_config(*, stage: str, caller_reference: str, bucket_domain: str
                                          "OriginSslProtocols": {"Quantity": 1, "Items": ["TLSv1.2"]},
                                          "OriginReadTimeout": 30, "OriginKeepaliveTimeout": 5}}
     common = {"ViewerProtocolPolicy": "redirect-to-https", "Compress": True}
-    function = {"FunctionAssociations": {"Quantity": 1, "Items": [
-        {"EventType": "viewer-response", "FunctionARN": not_found_function_arn}]}} if not_found_function_arn else {}
+    function = {"LambdaFunctionAssociations": {"Quantity": 1, "Items": [
+        {"EventType": "origin-response", "LambdaFunctionARN": not_found_version_arn, "IncludeBody": False}]}} \
+        if not_found_version_arn else {}
     return {
         "CallerReference": caller_reference,
         "Comment": f"predictions site ({stage})",

@@ -1,15 +1,20 @@
-"""The stage's CloudFormation stack (deploy/stack.json): create or update it through a change set.
+"""The stage's CloudFormation stacks: create or update them through change sets, recover, report.
 
     python -m deploy.stack --stage prod              # create/update, wait, write the site function's settings
     python -m deploy.stack --stage prod --dry-run    # show the change set, change nothing
     python -m deploy.stack --stage prod --outputs    # print the stack's outputs as JSON
 
-The stack is `predictions-<stage>-site`. Its parameters come from the stage: deploy/stages.json (domain,
-certificate, alarm e-mail, thresholds), .chalice/config.json (whether the warmer and the site function
-exist) and Chalice's record of the API (`.chalice/deployed/<stage>.json`: the Regional API's domain, empty
-before the first `chalice deploy`). After the stack is up, the site function's SITE_BUCKET and
-SITE_DISTRIBUTION_ID (.chalice/config.json) and its policy (.chalice/policy-site-<stage>.json) are
-written from the stack's outputs, only when they differ, so `chalice deploy` then deploys the right ones.
+The stage stack is `predictions-<stage>-site` (deploy/stack.json). Its parameters come from the stage:
+deploy/stages.json (domain, certificate, alarm e-mail, thresholds), .chalice/config.json (whether the warmer
+and the site function exist) and the app stack `predictions-<stage>-app` (deploy/app_stack.py): the Regional
+API's domain is read from that stack's outputs in CloudFormation, where every operator finds it, never from
+a file on one machine. After the stack is up, the site function's SITE_BUCKET and SITE_DISTRIBUTION_ID
+(.chalice/config.json) and its policy (.chalice/policy-site-<stage>.json) are written from the stack's
+outputs, only when they differ, so the app stack then deploys the right ones.
+
+`run_change_set` is the one change-set flow both stacks use: it recovers a stack whose first creation
+failed (ROLLBACK_COMPLETE: deleted and created again) and stops on any other failed or in-progress state
+with the stack's own failure reasons.
 """
 
 from __future__ import annotations
@@ -19,20 +24,24 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
-from urllib.parse import urlparse
 
 from chalice_app.config.stage_file import CONFIG_PATH, StageError, load_config, stage_environment
 from deploy.stack_template import TEMPLATE_PATH
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHALICE_DIR = os.path.join(PROJECT_DIR, ".chalice")
-DEPLOYED_DIR = os.path.join(CHALICE_DIR, "deployed")
 STAGES_PATH = os.path.join(PROJECT_DIR, "deploy", "stages.json")
 NO_CHANGES = ("didn't contain changes", "No updates are to be performed")
 DONE = ("CREATE_COMPLETE", "UPDATE_COMPLETE", "IMPORT_COMPLETE")
 FAILED = ("FAILED", "ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "UPDATE_ROLLBACK_COMPLETE", "DELETE_FAILED")
+# States a stack can be updated from: the last operation finished (an update that failed and was rolled
+# back cleanly leaves the previous, working stack).
+UPDATABLE = ("CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE", "IMPORT_COMPLETE",
+             "IMPORT_ROLLBACK_COMPLETE")
+TEMPLATE_BODY_LIMIT = 51_200  # bytes CloudFormation takes inline; larger templates go through S3
+REASONS_SHOWN = 5
 # deploy/stages.json key -> stack parameter
 STAGE_PARAMETERS = {
     "domain_name": "DomainName",
@@ -50,11 +59,16 @@ Progress = Callable[[str], None]
 
 
 class StackError(Exception):
-    """One clear line for the user."""
+    """One clear line (or a few: a stack's failure reasons) for the user."""
 
 
 def stack_name(stage: str, app_name: str = "predictions") -> str:
     return f"{app_name}-{stage}-site"
+
+
+def app_stack_name(stage: str, app_name: str = "predictions") -> str:
+    """The Chalice app's stack (deploy/app_stack.py): API, warmer, site function."""
+    return f"{app_name}-{stage}-app"
 
 
 def stage_settings(stage: str, path: str | None = None) -> dict[str, Any]:
@@ -66,34 +80,71 @@ def stage_settings(stage: str, path: str | None = None) -> dict[str, Any]:
     return dict(stages.get(stage, {}))
 
 
-def api_domain(stage: str, deployed_dir: str | None = None) -> str:
-    """The Regional API's domain ({restapi_id}.execute-api.{region}.amazonaws.com) from Chalice's record;
-    "" before the first `chalice deploy`."""
+def api_domain_from_outputs(outputs: dict[str, str], region: str) -> str:
+    """The Regional API's domain from the app stack's `RestAPIId` output; "" without one."""
+    api_id = outputs.get("RestAPIId", "")
+    return f"{api_id}.execute-api.{region}.amazonaws.com" if api_id else ""
+
+
+def api_domain(cfn: Any, stage: str, region: str, *, app_name: str = "predictions",
+               progress: Progress = print) -> str:
+    """The ApiDomain the stage stack gets: the app stack's API; "" only while neither stack knows one.
+
+    The /api/* origin is never removed: when the stage stack already routes /api/* somewhere and the app
+    stack does not exist (a stage deployed by `chalice deploy` before the app stack existed), the current
+    domain is kept until the app stack gives its own; when the app stack exists but cannot be read or has
+    no API output, the deploy stops rather than send an empty domain.
+    """
+    from botocore.exceptions import ClientError
+
+    name = app_stack_name(stage, app_name)
+    unreadable = ""
     try:
-        with open(os.path.join(deployed_dir or DEPLOYED_DIR, f"{stage}.json"), encoding="utf-8") as fh:
-            resources = json.load(fh).get("resources", [])
-    except FileNotFoundError:
+        app = _current(cfn, name)
+    except ClientError as exc:
+        app, unreadable = None, f"cannot be read ({exc})"
+    domain = api_domain_from_outputs(outputs_of(app), region) if app else ""
+    if domain:
+        return domain
+    if app and not unreadable:
+        unreadable = f"is {app['StackStatus']} and has no RestAPIId output"
+    site = _current(cfn, stack_name(stage, app_name))
+    current = {p["ParameterKey"]: p.get("ParameterValue", "") for p in (site or {}).get("Parameters", [])}
+    routed = current.get("ApiDomain", "")
+    if not routed:
         return ""
-    for resource in resources:
-        if resource.get("resource_type") == "rest_api" and resource.get("rest_api_url"):
-            return urlparse(resource["rest_api_url"]).netloc
-    return ""
+    if unreadable:
+        raise StackError(f"stack {name} {unreadable}, while stack {stack_name(stage, app_name)} routes /api/* to "
+                         f"{routed}: refusing to remove the /api/* origin; fix the app stack (see docs/deploy.md, "
+                         "When a deploy is stuck) and run the deploy again")
+    progress(f"stack {name} does not exist yet: keeping the /api/* origin {routed} until it does")
+    return routed
 
 
 def _on(env: dict[str, str], name: str) -> str:
     return "true" if env.get(name, "").strip().lower() in ("true", "1", "yes", "on") else "false"
 
 
-def parameters(stage: str, region: str, *, deployed_dir: str | None = None,
-               stages_path: str | None = None) -> dict[str, str]:
-    """Every parameter of the stage's stack, as strings (what CloudFormation takes)."""
+def parameters(stage: str, region: str, *, cfn: Any = None, stages_path: str | None = None,
+               progress: Progress = print, deployed_dir: str | None = None) -> dict[str, str]:
+    """Every parameter of the stage's stack, as strings (what CloudFormation takes).
+
+    `cfn` reads the API's domain from the stacks (a client for `region` when not given). `deployed_dir` is
+    accepted and ignored: Chalice's record in .chalice/deployed/ is no longer read (docs/deploy.md).
+    """
+    del deployed_dir
     config = load_config()
     env = stage_environment(stage)
     settings = stage_settings(stage, stages_path)
     with open(TEMPLATE_PATH, encoding="utf-8") as fh:
         defaults = {k: str(v["Default"]) for k, v in json.load(fh)["Parameters"].items() if "Default" in v}
+    if cfn is None:
+        import boto3
+
+        cfn = boto3.client("cloudformation", region_name=region)
+    domain = api_domain(cfn, stage, region, app_name=config["app_name"], progress=progress)
     # Every parameter, defaults included, so a re-run compares equal to what the stack holds.
-    values = {**defaults, "AppName": config["app_name"], "Stage": stage, "ApiDomain": api_domain(stage, deployed_dir),
+    values = {**defaults, "AppName": config["app_name"], "Stage": stage, "ApiDomain": domain,
               "WarmerEnabled": _on(env, "WARMER_ENABLED"), "SiteFunctionEnabled": _on(env, "SITE_REBUILD_ENABLED")}
     for key, name in STAGE_PARAMETERS.items():
         if settings.get(key) not in (None, ""):
@@ -123,6 +174,24 @@ def _current(cfn: Any, name: str) -> dict | None:
     return stacks[0] if stacks else None
 
 
+def failure_reasons(cfn: Any, name: str, limit: int = REASONS_SHOWN) -> list[str]:
+    """The stack's own account of what went wrong: its newest *_FAILED events, newest first."""
+    from botocore.exceptions import ClientError
+
+    try:
+        events = cfn.describe_stack_events(StackName=name).get("StackEvents", [])
+    except ClientError:
+        return []  # the status line is still worth showing without them
+    failed = [e for e in events if str(e.get("ResourceStatus", "")).endswith("_FAILED")]
+    failed.sort(key=lambda e: str(e.get("Timestamp", "")), reverse=True)
+    return [f"{e.get('LogicalResourceId', '?')} {e['ResourceStatus']}: {e.get('ResourceStatusReason', '')}"
+            for e in failed[:limit]]
+
+
+def _with_reasons(message: str, reasons: Sequence[str]) -> str:
+    return message + "".join(f"\n  {reason}" for reason in reasons)
+
+
 def _wait_change_set(cfn: Any, name: str, change_set: str, delay: float) -> dict:
     while True:
         found = cfn.describe_change_set(StackName=name, ChangeSetName=change_set)
@@ -138,29 +207,72 @@ def _wait_stack(cfn: Any, name: str, delay: float, progress: Progress) -> dict:
         if status in DONE or status == "DELETE_COMPLETE":
             return stack or {}
         if status.endswith(FAILED):
-            raise StackError(f"stack {name}: {status} ({(stack or {}).get('StackStatusReason', 'see its events')})")
+            raise StackError(_with_reasons(
+                f"stack {name}: {status} ({(stack or {}).get('StackStatusReason') or 'its failure reasons below'})",
+                failure_reasons(cfn, name)))
         progress(f"stack {name}: {status}")
         time.sleep(delay)
 
 
-def outputs_of(stack: dict) -> dict[str, str]:
-    return {o["OutputKey"]: o.get("OutputValue", "") for o in stack.get("Outputs", [])}
+def ready_stack(cfn: Any, name: str, *, progress: Progress = print, delay: float = 10.0) -> dict | None:
+    """The stack as a change set can take it: None to create, the stack to update; else a StackError.
 
-
-def deploy_stack(cfn: Any, stage: str, params: dict[str, str], *, dry_run: bool = False,
-                 progress: Progress = print, delay: float = 10.0, body: str | None = None) -> dict[str, Any]:
-    """Create or update the stage's stack through a change set; {"changes": [...], "outputs": {...}}."""
-    name = stack_name(stage, params.get("AppName", "predictions"))
-    body = _template_body() if body is None else body
+    ROLLBACK_COMPLETE is a first creation that failed: CloudFormation can neither update nor re-create it,
+    so it is deleted (it holds no resources) and created again. Any other failed or in-progress state needs
+    a human or time, so the deploy stops with the stack's reasons.
+    """
     stack = _current(cfn, name)
+    if not stack or stack["StackStatus"] == "REVIEW_IN_PROGRESS":  # REVIEW: a CREATE change set never run
+        return stack
+    status = stack["StackStatus"]
+    if status == "ROLLBACK_COMPLETE":
+        progress(_with_reasons(f"stack {name}: ROLLBACK_COMPLETE (its first creation failed, it holds nothing): "
+                               "deleting it to create it again; it had failed with", failure_reasons(cfn, name)))
+        cfn.delete_stack(StackName=name)
+        _wait_stack(cfn, name, delay, progress)
+        progress(f"stack {name}: deleted")
+        return None
+    if status in UPDATABLE:
+        if status == "UPDATE_ROLLBACK_COMPLETE":  # the stack works; say why the last update did not
+            progress(_with_reasons(f"stack {name}: its last update failed and was rolled back",
+                                   failure_reasons(cfn, name)))
+        return stack
+    if status.endswith("_IN_PROGRESS"):
+        raise StackError(_with_reasons(f"stack {name} is {status}: another deploy or a rollback is running; wait "
+                                       "for it to finish and run the deploy again", failure_reasons(cfn, name)))
+    raise StackError(_with_reasons(
+        f"stack {name} is {status} ({stack.get('StackStatusReason') or 'no reason given'}): it cannot be updated "
+        "as it is; see docs/deploy.md (When a deploy is stuck)", failure_reasons(cfn, name)))
+
+
+def outputs_of(stack: dict | None) -> dict[str, str]:
+    return {o["OutputKey"]: o.get("OutputValue", "") for o in (stack or {}).get("Outputs", [])}
+
+
+def run_change_set(cfn: Any, name: str, params: dict[str, str], *, body: str, template_url: str | None = None,
+                   capabilities: Sequence[str] = (), tags: dict[str, str] | None = None, description: str = "",
+                   dry_run: bool = False, progress: Progress = print, delay: float = 10.0) -> dict[str, Any]:
+    """Create or update stack `name` through a change set; {"changes", "outputs", "executed", "kind"}.
+
+    CREATE the first time (or after a failed first creation), UPDATE after; a change set without changes is
+    a no-op success. `body` is the template (compared on a re-run); `template_url` an S3 copy of it, sent
+    instead of the body when given (templates over 51,200 bytes).
+    """
+    if dry_run and (_current(cfn, name) or {}).get("StackStatus") == "ROLLBACK_COMPLETE":
+        # A dry run changes nothing, and a change set cannot be made for this stack before it is deleted.
+        progress(_with_reasons(f"stack {name}: dry run, ROLLBACK_COMPLETE: a deploy would delete it and create it "
+                               "again; its first creation failed with", failure_reasons(cfn, name)))
+        return {"changes": [], "outputs": {}, "executed": False, "kind": "CREATE"}
+    stack = ready_stack(cfn, name, progress=progress, delay=delay)
     kind = "UPDATE" if stack and stack["StackStatus"] != "REVIEW_IN_PROGRESS" else "CREATE"
-    if stack and kind == "UPDATE" and not stack["StackStatus"].endswith("_COMPLETE"):
-        raise StackError(f"stack {name} is {stack['StackStatus']}: wait for it, or fix it in the console")
     change_set = f"deploy-{int(time.time())}"
-    cfn.create_change_set(StackName=name, ChangeSetName=change_set, ChangeSetType=kind, TemplateBody=body,
+    request: dict[str, Any] = {"TemplateURL": template_url} if template_url else {"TemplateBody": body}
+    if description:  # CloudFormation refuses an empty one
+        request["Description"] = description
+    cfn.create_change_set(StackName=name, ChangeSetName=change_set, ChangeSetType=kind, **request,
                           Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in sorted(params.items())],
-                          Tags=[{"Key": "stage", "Value": stage}],
-                          Description=f"make deploy STAGE={stage}")
+                          Capabilities=list(capabilities),
+                          Tags=[{"Key": k, "Value": v} for k, v in sorted((tags or {}).items())])
     found = _wait_change_set(cfn, name, change_set, delay)
     changes = [f"{c['ResourceChange']['Action']} {c['ResourceChange']['LogicalResourceId']} "
                f"({c['ResourceChange']['ResourceType']})" for c in found.get("Changes", [])]
@@ -180,11 +292,20 @@ def deploy_stack(cfn: Any, stage: str, params: dict[str, str], *, dry_run: bool 
             cfn.delete_stack(StackName=name)  # the REVIEW_IN_PROGRESS placeholder a CREATE change set leaves
         progress(f"stack {name}: " + ("no changes" if unchanged else f"dry run, {kind.lower()} would do: "
                                       + ("; ".join(changes) or "nothing")))
-        return {"changes": [] if unchanged else changes, "outputs": outputs_of(stack or {}), "executed": False}
+        return {"changes": [] if unchanged else changes, "outputs": outputs_of(stack), "executed": False,
+                "kind": kind}
     progress(f"stack {name}: {kind.lower()} ({len(changes)} change(s)): {'; '.join(changes)}")
     cfn.execute_change_set(StackName=name, ChangeSetName=change_set)
     done = _wait_stack(cfn, name, delay, progress)
-    return {"changes": changes, "outputs": outputs_of(done), "executed": True}
+    return {"changes": changes, "outputs": outputs_of(done), "executed": True, "kind": kind}
+
+
+def deploy_stack(cfn: Any, stage: str, params: dict[str, str], *, dry_run: bool = False,
+                 progress: Progress = print, delay: float = 10.0, body: str | None = None) -> dict[str, Any]:
+    """Create or update the stage's stack through a change set; {"changes": [...], "outputs": {...}}."""
+    return run_change_set(cfn, stack_name(stage, params.get("AppName", "predictions")), params,
+                          body=_template_body() if body is None else body, tags={"stage": stage},
+                          description=f"make deploy STAGE={stage}", dry_run=dry_run, progress=progress, delay=delay)
 
 
 def read_outputs(cfn: Any, stage: str) -> dict[str, str]:
@@ -320,7 +441,7 @@ def main(argv: list[str] | None = None, clients: Callable[[], tuple[Any, Any, st
         if args.delete:
             delete_stack(cfn, s3, args.stage, dry_run=args.dry_run)
             return 0
-        result = deploy_stack(cfn, args.stage, parameters(args.stage, region), dry_run=args.dry_run)
+        result = deploy_stack(cfn, args.stage, parameters(args.stage, region, cfn=cfn), dry_run=args.dry_run)
         if not args.dry_run:
             for path in write_site_function_settings(args.stage, result["outputs"]):
                 print(f"wrote {path} from the stack's outputs")

@@ -11,7 +11,8 @@ checks every metric against chalice_app.metrics or AWS's published ones).
 What the stack holds: the private, versioned site bucket; the bucket of the app's build artifacts
 (the Chalice app's stack takes its code from there); an access-log bucket that expires its logs; the
 Origin Access Control; two response headers policies (the site's, which overrides, and the API's,
-which only fills in what the API did not send); the API's cache policy; the not-found function; the
+which only fills in what the API did not send); the API's cache policy; the not-found function
+(Lambda@Edge on the site's behaviour, us-east-1 stacks only); the
 distribution (site through OAC, /api/* to the Regional API once its domain is known, HTTP/2+3, IPv6,
 TLS 1.2_2021 with a certificate; no custom error responses: they would rewrite the API's errors); the
 bucket policies; optionally an ACM certificate (DNS-validated in the hosted zone) and alias records;
@@ -28,7 +29,7 @@ from typing import Any
 
 from chalice_app import metrics
 from chalice_app.website.serving import response_headers_policy_config
-from deploy.not_found_function import function_code
+from deploy import not_found_function
 
 TEMPLATE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "stack.json")
 
@@ -251,12 +252,41 @@ def api_cache_policy() -> dict:
         }}}}
 
 
-def not_found_function() -> dict:
-    return {"Type": "AWS::CloudFront::Function", "Properties": {
-        "Name": sub("${AppName}-${Stage}-not-found"), "AutoPublish": True,
-        "FunctionConfig": {"Comment": "the site's 404 page for a missing key (default behaviour only)",
-                           "Runtime": "cloudfront-js-2.0"},
-        "FunctionCode": function_code()}}
+NOT_FOUND_VERSION = f"NotFoundFunctionVersion{not_found_function.code_hash()}"
+
+
+def not_found_resources() -> dict:
+    """The site's 404 page: Lambda@Edge on origin-response (deploy/not_found_function.py says why)."""
+    name = "${AppName}-${Stage}-not-found"
+    role = {"Type": "AWS::IAM::Role", "Condition": "InUsEast1", "Properties": {
+        "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Action": "sts:AssumeRole",
+            "Principal": {"Service": ["lambda.amazonaws.com", "edgelambda.amazonaws.com"]}}]},
+        # Lambda@Edge writes its logs in the region of the edge that ran it, as /aws/lambda/us-east-1.<name>.
+        "Policies": [{"PolicyName": "logs", "PolicyDocument": {"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": sub("arn:${AWS::Partition}:logs:*:${AWS::AccountId}:log-group:"
+                            f"/aws/lambda/us-east-1.{name}:*"),
+        }]}}],
+        "Tags": [{"Key": "stage", "Value": ref("Stage")}]}}
+    # Retained: CloudFront's replicas of a Lambda@Edge function outlive the association by hours, and
+    # deleting the function or a version before they are gone fails (the stack delete, an update's cleanup).
+    retain = {"DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain"}
+    function = {"Type": "AWS::Lambda::Function", "Condition": "InUsEast1", **retain, "Metadata": skip(
+        ("CKV_AWS_115", "Lambda@Edge cannot have reserved concurrency"),
+        ("CKV_AWS_116", "Lambda@Edge cannot have a dead-letter queue; a failure is CloudFront's 502, alarmed"),
+        ("CKV_AWS_117", "Lambda@Edge cannot run in a VPC"),
+        ("CKV_AWS_173", "Lambda@Edge cannot have environment variables: there are none to encrypt")),
+        "Properties": {
+            "FunctionName": sub(name), "Description": "the site's 404 page for a missing key (Lambda@Edge)",
+            "Runtime": "python3.13", "Architectures": ["x86_64"], "Handler": "index.handler",
+            "MemorySize": 128, "Timeout": 5, "Role": {"Fn::GetAtt": ["NotFoundFunctionRole", "Arn"]},
+            "Code": {"ZipFile": not_found_function.SOURCE},
+            "Tags": [{"Key": "stage", "Value": ref("Stage")}]}}
+    version = {"Type": "AWS::Lambda::Version", "Condition": "InUsEast1", **retain,
+               "Properties": {"FunctionName": ref("NotFoundFunction"),
+                              "Description": f"source {not_found_function.code_hash()}"}}
+    return {"NotFoundFunctionRole": role, "NotFoundFunction": function, NOT_FOUND_VERSION: version}
 
 
 def _behaviour(headers_policy_id: str, **extra: Any) -> dict:
@@ -291,8 +321,8 @@ def distribution() -> dict:
             "HeadersPolicy", TargetOriginId=S3_ORIGIN_ID, CachePolicyId=CACHING_OPTIMIZED,
             AllowedMethods=["GET", "HEAD"], CachedMethods=["GET", "HEAD"],
             # The site's not-found page, here and not as a custom error response (deploy/not_found_function.py).
-            FunctionAssociations=[{"EventType": "viewer-response",
-                                   "FunctionARN": {"Fn::GetAtt": ["NotFoundFunction", "FunctionARN"]}}]),
+            LambdaFunctionAssociations=if_("InUsEast1", [
+                {"EventType": "origin-response", "LambdaFunctionARN": ref(NOT_FOUND_VERSION)}])),
         "CacheBehaviors": if_("HasApi", [api_behaviour]),
         "Logging": {"Bucket": {"Fn::GetAtt": ["LogBucket", "DomainName"]}, "Prefix": "cloudfront/",
                     "IncludeCookies": False},
@@ -325,7 +355,7 @@ def cloudfront() -> dict:
         "HeadersPolicy": headers_policy(override=True, name="${AppName}-site-${Stage}-headers"),
         "ApiHeadersPolicy": headers_policy(override=False, name="${AppName}-api-${Stage}-headers"),
         "ApiCachePolicy": api_cache_policy(),
-        "NotFoundFunction": not_found_function(),
+        **not_found_resources(),
         "Distribution": distribution(),
     }
 

@@ -1,15 +1,20 @@
-"""`make deploy STAGE=S`: from an empty account to a running stage in one run, a no-op on the second.
+"""`make deploy STAGE=S`: from an empty account to a running stage in one run, a no-op on the second,
+and the same from any operator's fresh clone.
 
     python -m deploy.stage --stage dev [--dry-run]
 
 The order matters:
-1. the stage's stack (deploy/stack.py): site bucket, distribution, alarms; it writes the site
-   function's SITE_BUCKET/SITE_DISTRIBUTION_ID and policy from the stack's outputs, so
-2. `chalice deploy` (through deploy/chalice_cli.py: the stage's runtime and architecture) deploys the
-   functions with the right settings and creates the Regional API;
-3. the stack again, now with the API's domain: the distribution's /api/* origin (no change on a re-run);
-4. the prewarm, 5. the predictions bucket's events, 6. the site's files (sync + targeted invalidation).
-Each step stops the deploy on failure with the step that failed.
+1. the stage's deploy lock (deploy/deploy_lock.py): a second deploy of the stage is refused, naming who runs it;
+2. the stage's stack (deploy/stack.py): site bucket, distribution, alarms, the artifact bucket; it writes the
+   site function's SITE_BUCKET/SITE_DISTRIBUTION_ID and policy from the stack's outputs, so
+3. the app stack (deploy/app_stack.py: chalice package with the stage's runtime, the code uploaded once, a change
+   set on `predictions-<stage>-app`) deploys the functions with the right settings and the Regional API;
+4. the stage stack again, with the API's domain read from the app stack: the distribution's /api/* origin
+   (changes something only on the first deploy);
+5. the prewarm, 6. the predictions bucket's events, 7. the site's files (sync + targeted invalidation);
+8. the lock released.
+Each step stops the deploy on failure with the step that failed; the lock is released then too. A deploy that
+crashes or is interrupted leaves the lock held: its stacks may still be changing (docs/deploy.md).
 """
 
 from __future__ import annotations
@@ -36,8 +41,10 @@ def steps(stage: str, python: str = sys.executable, warmer_enabled: bool | None 
     if site_rebuild_enabled is None:
         site_rebuild_enabled = _flag(stage, "SITE_REBUILD_ENABLED")
     stack = [python, "-m", "deploy.stack", "--stage", stage]
-    plan = [("create or update the stage stack (site, CDN, alarms)", stack),
-            ("deploy the API and its functions", [python, "-m", "deploy.chalice_cli", "deploy", "--stage", stage]),
+    lock = [python, "-m", "deploy.deploy_lock", "--stage", stage]
+    plan = [("take the stage's deploy lock", [*lock, "--acquire"]),
+            ("create or update the stage stack (site, CDN, alarms, artifacts)", stack),
+            ("deploy the API and its functions (the app stack)", [python, "-m", "deploy.app_stack", "--stage", stage]),
             ("point the distribution's /api/* at the Regional API", stack)]
     if warmer_enabled:  # a stage without a warmer has nothing to prewarm with
         plan.append(("prewarm the API", [python, "-m", "chalice_app.warming.prewarm", "--stage", stage]))
@@ -45,6 +52,7 @@ def steps(stage: str, python: str = sys.executable, warmer_enabled: bool | None 
         plan.append(("send the predictions bucket's events to EventBridge",
                      [python, "-m", "deploy.bucket_events", "--stage", stage]))
     plan.append(("build and publish the site", [python, "build_site.py", "--stage", stage, "--publish"]))
+    plan.append(("release the stage's deploy lock", [*lock, "--release"]))
     return plan
 
 
@@ -62,14 +70,29 @@ def _run(command: Sequence[str]) -> int:
     return subprocess.run(list(command), cwd=PROJECT_DIR, check=False).returncode
 
 
+def _shown(command: Sequence[str]) -> str:
+    return " ".join([os.path.basename(command[0]), *command[1:]])
+
+
 def deploy(stage: str, run: Runner = _run, say: Callable[[str], None] = print) -> int:
     plan = steps(stage)
     remove_bytecode()
+    release_what, release = plan[-1]
     for number, (what, command) in enumerate(plan, 1):
-        shown = " ".join([os.path.basename(command[0]), *command[1:]])
-        say(f"[{number}/{len(plan)}] {what}: {shown}")
-        code = run(command)
+        say(f"[{number}/{len(plan)}] {what}: {_shown(command)}")
+        try:
+            code = run(command)
+        except KeyboardInterrupt:
+            say(f"deploy of stage {stage} interrupted at step {number}/{len(plan)} ({what}): the deploy lock stays "
+                f"held, as its stacks may still be changing; when they are not, `python -m deploy.deploy_lock "
+                f"--stage {stage} --break`")
+            return 130
         if code != 0:
+            if 1 < number < len(plan):  # the lock is ours: a clean failure gives it back
+                say(f"[{len(plan)}/{len(plan)}] {release_what}: {_shown(release)}")
+                if run(release) != 0:
+                    say(f"the deploy lock of stage {stage} could not be released: "
+                        f"`python -m deploy.deploy_lock --stage {stage} --show`")
             say(f"deploy of stage {stage} stopped at step {number}/{len(plan)} ({what}): exit code {code}; "
                 "the steps before it stay deployed, fix the cause and run `make deploy` again")
             return code
@@ -79,7 +102,8 @@ def deploy(stage: str, run: Runner = _run, say: Callable[[str], None] = print) -
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m deploy.stage",
-                                description="Deploy a stage: stack, chalice deploy, stack, prewarm, events, site.")
+                                description="Deploy a stage: lock, stage stack, app stack, stage stack, prewarm, "
+                                            "events, site, unlock.")
     p.add_argument("--stage", required=True, help="a stage of .chalice/config.json (dev, prod)")
     p.add_argument("--dry-run", action="store_true", help="print the steps without running them")
     args = p.parse_args(argv)

@@ -16,7 +16,7 @@ site: venv ## build a sample site (7 days x 500 predictions, no AWS, no servers)
 site-stage: venv ## build the site of STAGE from its predictions bucket into build/site-STAGE
 	$(PY) build_site.py --stage $(STAGE)
 
-site-serve: site ## serve build/site-sample on 127.0.0.1:SITE_PORT, /api/* to SITE_API (make run serves the full stack)
+site-serve: site ## serve build/site-sample as deploy/stack.json's distribution on 127.0.0.1:SITE_PORT, /api/* via an API Gateway stand-in to SITE_API (make run serves the full stack)
 	$(PY) -m tools.edge --root $(SITE_SAMPLE) --api $(SITE_API) --port $(SITE_PORT)
 
 site-bench: venv ## time a build of 30 days x 1,000 predictions

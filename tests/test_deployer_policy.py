@@ -101,7 +101,9 @@ def test_every_allowed_action_is_needed_by_a_handler_or_the_deploy_code():
               "ssm:PutParameter", "ssm:GetParameter", "ssm:DeleteParameter", "s3:PutObject", "s3:GetObject",
               "s3:DeleteObject", "s3:ListBucket", "s3:ListBucketVersions", "s3:GetObjectVersion",
               "s3:DeleteObjectVersion", "s3:GetBucketNotification", "s3:PutBucketNotification",
-              "lambda:InvokeFunction", "cloudfront:CreateInvalidation", "cloudfront:GetInvalidation"}
+              "lambda:InvokeFunction", "cloudfront:CreateInvalidation", "cloudfront:GetInvalidation",
+              # CloudFront's association of a Lambda@Edge version (AWS: IAM permissions for Lambda@Edge).
+              "lambda:EnableReplication*", "lambda:DisableReplication*", "iam:CreateServiceLinkedRole"}
     assert sorted(allowed_actions() - handlers - direct) == []
 
 
@@ -118,7 +120,7 @@ def test_every_exclusion_says_why_and_excludes_something():
     ("lambda:UpdateFunctionCode", "arn:aws:lambda:eu-west-1:123456789012:function:predictions-prod"),
     ("cloudformation:ExecuteChangeSet", "arn:aws:cloudformation:eu-west-1:123456789012:stack/predictions-prod-app/x"),
     ("s3:PutBucketNotification", "arn:aws:s3:::my-predictions-prod"),
-    ("ssm:PutParameter", "arn:aws:ssm:eu-west-1:123456789012:parameter/predictions/prod/deploy-lock"),
+    ("ssm:PutParameter", "arn:aws:ssm:eu-west-1:123456789012:parameter/predictions/deploy-locks/prod"),
 ])
 def test_the_stage_may_deploy_its_own_resources(action, resource):
     assert allows(action, resource)
@@ -131,12 +133,13 @@ def test_the_stage_may_deploy_its_own_resources(action, resource):
     ("cloudformation:ExecuteChangeSet", "arn:aws:cloudformation:eu-west-1:123456789012:stack/predictions-dev-app/x"),
     ("s3:PutObject", "arn:aws:s3:::my-predictions-prod/predictions/2026-01-01/predictions.json"),
     ("s3:DeleteBucket", "arn:aws:s3:::my-predictions-prod"),
-    ("ssm:PutParameter", "arn:aws:ssm:eu-west-1:123456789012:parameter/predictions/dev/deploy-lock"),
+    ("ssm:PutParameter", "arn:aws:ssm:eu-west-1:123456789012:parameter/predictions/deploy-locks/dev"),
 ])
 def test_the_stage_may_not_touch_another_stage_or_the_batches(action, resource):
     assert not allows(action, resource)
 
 
 def test_roles_are_passed_to_lambda_only():
-    (passing,) = [s for s in statements() if "iam:PassRole" in s["Action"]]
-    assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "lambda.amazonaws.com"}}
+    passing = [s for s in statements() if "iam:PassRole" in s["Action"]]
+    assert passing and all(s["Condition"] == {"StringEquals": {"iam:PassedToService": "lambda.amazonaws.com"}}
+                           for s in passing)

@@ -136,12 +136,14 @@ def test_local_stack_starts_every_part_and_stops_all_of_them(tmp_path):
     lines: list[str] = []
     with small_stack(tmp_path, progress=lines.append) as stack:
         assert_running(stack)
-        assert len(stack.processes) == 2 and len(set(stack.ports)) == 3
-        assert all(url.startswith("http://127.0.0.1:") for url in (stack.endpoint, stack.api_url, stack.edge_url))
+        # chalice local, the API Gateway stand-in, the edge; plus moto in this process.
+        assert len(stack.processes) == 3 and len(set(stack.ports)) == 4
+        assert all(url.startswith("http://127.0.0.1:")
+                   for url in (stack.endpoint, stack.api_url, stack.gateway_url, stack.edge_url))
         assert os.path.exists(os.path.join(stack.site_dir, "index.html"))
         assert stack.build_seconds is not None and stack.build_seconds > 0
         assert get(f"{stack.api_url}/health")[0] == 200
-        status, listing = get(f"{stack.edge_url}/api/predictions")  # the edge forwards to chalice local
+        status, listing = get(f"{stack.edge_url}/api/predictions")  # edge -> stand-in -> chalice local
         assert status == 200 and OLD_DATE in listing["dates"]
         assert stack.s3().head_bucket(Bucket=stack.bucket)
     assert [line.split()[0] for line in lines] == ["S3", "API", "Site"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -18,7 +17,7 @@ import pytest
 
 from chalice_app import metrics
 from chalice_app.website.serving import SECURITY_HEADERS, response_headers_policy_config
-from deploy import site_config, stack_template
+from deploy import not_found_function, site_config, stack_template
 
 from helpers import PROJECT_DIR
 
@@ -164,48 +163,57 @@ def test_the_api_cache_key_holds_the_query_string_and_no_viewer_header():
 
 
 def test_the_not_found_page_is_scoped_to_the_site_behaviour():
+    # Lambda@Edge on origin-response: the one edge function CloudFront runs for an origin's 403/404
+    # (viewer-response functions are not invoked for them), on the site's behaviour only.
     config = RESOURCES["Distribution"]["Properties"]["DistributionConfig"]
-    (association,) = config["DefaultCacheBehavior"]["FunctionAssociations"]
-    assert association == {"EventType": "viewer-response",
-                           "FunctionARN": {"Fn::GetAtt": ["NotFoundFunction", "FunctionARN"]}}
+    (association,) = config["DefaultCacheBehavior"]["LambdaFunctionAssociations"]["Fn::If"][1]
+    assert association == {"EventType": "origin-response",
+                           "LambdaFunctionARN": {"Ref": stack_template.NOT_FOUND_VERSION}}
     (api,) = config["CacheBehaviors"]["Fn::If"][1]
     assert "FunctionAssociations" not in api and "LambdaFunctionAssociations" not in api
     function = RESOURCES["NotFoundFunction"]["Properties"]
-    assert function["FunctionConfig"]["Runtime"] == "cloudfront-js-2.0" and function["AutoPublish"] is True
+    assert function["Code"] == {"ZipFile": not_found_function.SOURCE}
+    # Lambda@Edge: us-east-1 only, x86_64 only, a published version, no environment.
+    assert RESOURCES["NotFoundFunction"]["Condition"] == "InUsEast1"
+    assert function["Architectures"] == ["x86_64"] and "Environment" not in function
+    version = RESOURCES[stack_template.NOT_FOUND_VERSION]
+    assert version["Type"] == "AWS::Lambda::Version" and version["DeletionPolicy"] == "Retain"
+    trust = RESOURCES["NotFoundFunctionRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]
+    assert set(trust["Principal"]["Service"]) == {"lambda.amazonaws.com", "edgelambda.amazonaws.com"}
 
 
-def run_function(code: str, status: int) -> dict:
-    """The function's handler run by Node.js on a viewer-response event."""
-    event = {"version": "1.0", "context": {"eventType": "viewer-response"}, "viewer": {"ip": "192.0.2.1"},
-             "request": {"method": "GET", "uri": "/nope.html", "querystring": {}, "headers": {}, "cookies": {}},
-             "response": {"statusCode": status, "statusDescription": "x", "cookies": {},
-                          "headers": {"content-type": {"value": "application/xml"}, "etag": {"value": '"e"'}}}}
-    script = code + "\nprocess.stdout.write(JSON.stringify(handler(" + json.dumps(event) + ")));"
-    result = subprocess.run([shutil.which("node") or "node", "-e", script], capture_output=True, text=True,
-                            check=True, timeout=30)
-    return json.loads(result.stdout)
+def test_a_new_page_publishes_a_new_version():
+    assert stack_template.NOT_FOUND_VERSION.endswith(not_found_function.code_hash())
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="Node.js runs the CloudFront function here")
-@pytest.mark.parametrize("status", [403, 404])
+def origin_response(status: str) -> dict:
+    event = {"Records": [{"cf": {
+        "config": {"eventType": "origin-response", "distributionId": "E1", "requestId": "r"},
+        "request": {"method": "GET", "uri": "/nope.html", "querystring": "", "headers": {}, "clientIp": "192.0.2.1"},
+        "response": {"status": status, "statusDescription": "x",
+                     "headers": {"content-type": [{"key": "Content-Type", "value": "application/xml"}]}}}}]}
+    return not_found_function.load_handler(RESOURCES["NotFoundFunction"]["Properties"]["Code"]["ZipFile"])(
+        event, None)
+
+
+@pytest.mark.parametrize("status", ["403", "404"])
 def test_the_not_found_function_turns_a_missing_key_into_the_404_page(status):
-    response = run_function(RESOURCES["NotFoundFunction"]["Properties"]["FunctionCode"], status)
-    assert response["statusCode"] == 404
-    assert response["headers"]["content-type"]["value"].startswith("text/html")
-    assert "etag" not in response["headers"]
-    assert "<h1>Page not found</h1>" in response["body"]["data"] and 'href="/"' in response["body"]["data"]
+    response = origin_response(status)
+    assert response["status"] == "404"
+    assert response["headers"]["content-type"][0]["value"].startswith("text/html")
+    assert "<h1>Page not found</h1>" in response["body"] and 'href="/"' in response["body"]
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="Node.js runs the CloudFront function here")
-def test_the_not_found_function_leaves_pages_alone():
-    response = run_function(RESOURCES["NotFoundFunction"]["Properties"]["FunctionCode"], 200)
-    assert response["statusCode"] == 200 and "body" not in response
+@pytest.mark.parametrize("status", ["200", "304", "500"])
+def test_the_not_found_function_leaves_other_answers_alone(status):
+    response = origin_response(status)
+    assert response["status"] == status and "body" not in response
 
 
 def test_the_moto_side_distribution_agrees_with_the_template():
     api_config = site_config.distribution_config(stage="s", caller_reference="r", bucket_domain="b", oac_id="o",
                                                  api_domain="a", headers_policy_id="h", api_headers_policy_id="ah",
-                                                 api_cache_policy_id="c", not_found_function_arn="f")
+                                                 api_cache_policy_id="c", not_found_version_arn="f")
     config = RESOURCES["Distribution"]["Properties"]["DistributionConfig"]
     (api,) = config["CacheBehaviors"]["Fn::If"][1]
     (moto_api,) = api_config["CacheBehaviors"]["Items"]
@@ -214,7 +222,8 @@ def test_the_moto_side_distribution_agrees_with_the_template():
     assert api["AllowedMethods"] == moto_api["AllowedMethods"]["Items"]
     assert config["DefaultCacheBehavior"]["CachePolicyId"] == api_config["DefaultCacheBehavior"]["CachePolicyId"]
     assert api_config["CustomErrorResponses"] == {"Quantity": 0}
-    assert api_config["DefaultCacheBehavior"]["FunctionAssociations"]["Items"][0]["EventType"] == "viewer-response"
+    assert api_config["DefaultCacheBehavior"]["LambdaFunctionAssociations"]["Items"][0]["EventType"] == \
+        "origin-response"
 
 
 def test_the_artifact_bucket_is_private_encrypted_and_keeps_every_build():

@@ -149,10 +149,20 @@ def start_chalice_local(endpoint: str, port: int, stage: str = STAGE,
     )
 
 
-def start_edge(root: str, api_url: str, port: int, *, env: dict[str, str] | None = None, quiet: bool = False,
+def start_gateway(api_url: str, port: int, *, env: dict[str, str] | None = None, quiet: bool = False,
+                  output: IO[Any] | None = None) -> subprocess.Popen:
+    """The API Gateway stand-in (tools/api_gateway_local.py) in front of chalice local, in its own process group."""
+    argv = [sys.executable, "-m", "tools.api_gateway_local", "--api", api_url, "--port", str(port)]
+    return subprocess.Popen(argv + (["--quiet"] if quiet else []), cwd=PROJECT_DIR, env=env,
+                            start_new_session=True, stdout=output,
+                            stderr=subprocess.STDOUT if output is not None else None)
+
+
+def start_edge(root: str, api_domain: str, port: int, *, env: dict[str, str] | None = None, quiet: bool = False,
                output: IO[Any] | None = None) -> subprocess.Popen:
-    """The local edge (tools/edge.py) on 127.0.0.1:port, in its own process group."""
-    argv = [sys.executable, "-m", "tools.edge", "--root", root, "--api", api_url, "--port", str(port)]
+    """The local edge (tools/edge.py: deploy/stack.json's distribution) on 127.0.0.1:port, in its own
+    process group; api_domain (host:port of the API Gateway stand-in) is the template's ApiDomain."""
+    argv = [sys.executable, "-m", "tools.edge", "--root", root, "--api-domain", api_domain, "--port", str(port)]
     return subprocess.Popen(argv + (["--quiet"] if quiet else []), cwd=PROJECT_DIR, env=env,
                             start_new_session=True, stdout=output,
                             stderr=subprocess.STDOUT if output is not None else None)
@@ -204,18 +214,20 @@ class LocalStack:
     prefix: str
     env: dict[str, str]  # os.environ without real AWS settings, plus fake credentials and AWS_ENDPOINT_URL
     api_url: str | None = None  # chalice local --stage local
+    gateway_url: str | None = None  # the API Gateway stand-in in front of api_url (edge=True): stage /api
     site_dir: str | None = None  # the built site
-    edge_url: str | None = None  # the local edge: the site, and /api/* forwarded to api_url
+    edge_url: str | None = None  # the local edge: deploy/stack.json's distribution, /api/* to gateway_url
     log_path: str | None = None  # where the started processes write, when not to this terminal
     build_seconds: float | None = None  # how long build_site.py took
     follower: SiteFollower | None = None  # re-renders site_dir when the pointer moves (site=True)
-    processes: list[subprocess.Popen] = field(default_factory=list)  # chalice local, the edge
+    processes: list[subprocess.Popen] = field(default_factory=list)  # chalice local, the gateway, the edge
     moto: Any = None  # the ThreadedMotoServer (in this process)
 
     @property
     def ports(self) -> list[int]:
         """Every port the stack listens on (all on 127.0.0.1)."""
-        return [int(url.rsplit(":", 1)[1]) for url in (self.endpoint, self.api_url, self.edge_url) if url]
+        urls = (self.endpoint, self.api_url, self.gateway_url, self.edge_url)
+        return [int(url.rsplit(":", 1)[1]) for url in urls if url]
 
     def s3(self) -> Any:
         """A boto3 S3 client of moto's server."""
@@ -266,7 +278,8 @@ class SiteFollower:
     """What the site function does in AWS, on this machine: watch the local pointer (a HEAD every
     `interval` seconds on moto, standing in for S3 -> EventBridge) and, when it moves, call the same
     handler (chalice_app.website.rebuild.handle) with an EventBridge-shaped event, the site being
-    the folder the edge serves. No invalidation locally: the edge has no cache."""
+    the folder the edge serves. The edge empties its cache when the build's manifest.json changes, which
+    stands in for the invalidation the handler sends in AWS."""
 
     def __init__(self, endpoint: str, bucket: str, prefix: str, site_dir: str, days: int | None,
                  interval: float = 0.5, say: Progress | None = None) -> None:
@@ -339,7 +352,8 @@ def local_stack(*, days: int = 7, count: int = 200, end_date: str | None = None,
     days, count, end_date: sample batches to seed (days=0 seeds none; end_date defaults to today, UTC).
     api: start `chalice local --stage local` (False: moto only). site: build the site from the bucket
     into site_dir (default: a temporary folder removed on exit; site_days passes --days to the build).
-    edge: serve site_dir through the local edge, /api/* forwarded to chalice local (implies site).
+    edge: serve site_dir through the local edge, deploy/stack.json's distribution, /api/* through an
+    API Gateway stand-in (tools/api_gateway_local.py) to chalice local (implies site).
     *_port: fixed ports (0: a free one). fresh: reset moto's in-process state first, so the bucket
     holds exactly the seeded batches. follow: re-render site_dir whenever the pointer moves, through
     the site function's handler (SiteFollower; `make run` turns it on). log_path: the started
@@ -385,9 +399,17 @@ def local_stack(*, days: int = 7, count: int = 200, end_date: str | None = None,
                 cleanup.callback(stack.follower.stop)
         if edge:
             assert stack.api_url is not None and stack.site_dir is not None
+            # Browser -> edge (the template's distribution) -> API Gateway stand-in -> chalice local:
+            # the chain production has, so /api/* is checked against the same rules.
+            port = _port(0, "API Gateway")
+            proc = start_gateway(stack.api_url, port, env=stack.env, quiet=output is not None, output=output)
+            cleanup.callback(stop, proc)
+            stack.processes.append(proc)
+            stack.gateway_url = f"http://{LOOPBACK}:{port}"
+            _wait(f"{stack.gateway_url}/", proc, log_path)
             port = _port(edge_port, "site")
-            proc = start_edge(stack.site_dir, stack.api_url, port, env=stack.env, quiet=output is not None,
-                              output=output)
+            proc = start_edge(stack.site_dir, stack.gateway_url.removeprefix("http://"), port, env=stack.env,
+                              quiet=output is not None, output=output)
             cleanup.callback(stop, proc)
             stack.processes.append(proc)
             stack.edge_url = f"http://{LOOPBACK}:{port}"
