@@ -158,6 +158,10 @@ def deploy_and_app_statements() -> list[dict]:
         _allow("AppArtifactsAndSiteFiles", ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket",
                                             "s3:ListBucketVersions", "s3:GetObjectVersion", "s3:DeleteObjectVersion"],
                [*buckets, *(f"{b}/*" for b in buckets)]),
+        # docs/deploy.md step 1 (python -m deploy.predictions_bucket): once per stage, idempotent.
+        _allow("CreateThePredictionsBucket", ["s3:CreateBucket", "s3:GetBucketLocation",
+                                              "s3:PutBucketPublicAccessBlock", "s3:PutEncryptionConfiguration",
+                                              "s3:PutBucketVersioning"], "arn:aws:s3:::${PredictionsBucket}"),
         _allow("ReadTheBatchesForTheSite", ["s3:GetObject"],
                "arn:aws:s3:::${PredictionsBucket}/${PredictionsPrefix}*"),
         _allow("ListTheBatchesForTheSite", ["s3:ListBucket"], "arn:aws:s3:::${PredictionsBucket}"),

@@ -9,6 +9,7 @@ moto in tests/test_deploy_state.py (every call recorded, each allowed on the res
 from __future__ import annotations
 
 import fnmatch
+import io
 import json
 import os
 
@@ -102,6 +103,8 @@ def test_every_allowed_action_is_needed_by_a_handler_or_the_deploy_code():
               "s3:DeleteObject", "s3:ListBucket", "s3:ListBucketVersions", "s3:GetObjectVersion",
               "s3:DeleteObjectVersion", "s3:GetBucketNotification", "s3:PutBucketNotification",
               "lambda:InvokeFunction", "cloudfront:CreateInvalidation", "cloudfront:GetInvalidation",
+              "s3:CreateBucket", "s3:GetBucketLocation", "s3:PutBucketPublicAccessBlock",
+              "s3:PutEncryptionConfiguration", "s3:PutBucketVersioning",
               # CloudFront's association of a Lambda@Edge version (AWS: IAM permissions for Lambda@Edge).
               "lambda:EnableReplication*", "lambda:DisableReplication*", "iam:CreateServiceLinkedRole"}
     assert sorted(allowed_actions() - handlers - direct) == []
@@ -143,3 +146,131 @@ def test_roles_are_passed_to_lambda_only():
     passing = [s for s in statements() if "iam:PassRole" in s["Action"]]
     assert passing and all(s["Condition"] == {"StringEquals": {"iam:PassedToService": "lambda.amazonaws.com"}}
                            for s in passing)
+
+
+# -- every AWS call of a real deploy flow against moto, checked against the policy ----------------
+
+ACCOUNT, REGION = "123456789012", "us-east-1"  # moto's account
+# botocore operation -> IAM action, where the two names differ.
+ACTIONS = {
+    ("s3", "HeadObject"): "s3:GetObject", ("s3", "HeadBucket"): "s3:ListBucket",
+    ("s3", "ListObjectsV2"): "s3:ListBucket", ("s3", "ListObjectVersions"): "s3:ListBucketVersions",
+    ("s3", "DeleteObjects"): "s3:DeleteObject", ("s3", "PutPublicAccessBlock"): "s3:PutBucketPublicAccessBlock",
+    ("s3", "PutBucketEncryption"): "s3:PutEncryptionConfiguration",
+    ("s3", "GetBucketNotificationConfiguration"): "s3:GetBucketNotification",
+    ("s3", "PutBucketNotificationConfiguration"): "s3:PutBucketNotification",
+    ("lambda", "Invoke"): "lambda:InvokeFunction",
+}
+NO_PERMISSION = {("sts", "GetCallerIdentity")}  # answers for any caller
+
+
+def call_resource(service: str, operation: str, params: dict, region: str) -> str:
+    """The ARN IAM evaluates for one call (the resource types of the Service Authorization Reference)."""
+    if service == "s3":
+        bucket = params.get("Bucket", "")
+        if "Key" in params:
+            return f"arn:aws:s3:::{bucket}/{params['Key']}"
+        if operation == "DeleteObjects":
+            return f"arn:aws:s3:::{bucket}/*"
+        return f"arn:aws:s3:::{bucket}"
+    if service == "cloudformation":
+        return f"arn:aws:cloudformation:{region}:{ACCOUNT}:stack/{params['StackName']}/x"
+    if service == "ssm":
+        return f"arn:aws:ssm:{region}:{ACCOUNT}:parameter{params['Name']}"
+    if service == "lambda":
+        return f"arn:aws:lambda:{region}:{ACCOUNT}:function:{params['FunctionName']}"
+    if service == "cloudfront":
+        return f"arn:aws:cloudfront::{ACCOUNT}:distribution/{params.get('DistributionId') or params.get('Id')}"
+    raise AssertionError(f"{service}.{operation}: the deploy calls a service this test cannot map: add it")
+
+
+@pytest.fixture
+def recorded_deploy(tmp_path, monkeypatch, capsys):
+    """A first deploy of stage dev from a fresh clone, every step in-process against moto, every AWS call
+    recorded: the bucket command, the lock, both stacks, the prewarm, the bucket events, the site publish.
+    moto cannot run the warmer (no Lambda runtime): its invoke is recorded and answered with a summary."""
+    import boto3
+    import botocore.client
+    from botocore.response import StreamingBody
+    from moto import mock_aws
+    from test_deploy_state import Operator, fresh_clone, outputs_from_resources
+
+    import build_site
+    from chalice_app.publishing.publish import publish_document
+    from chalice_app.publishing.sample import make_batch
+    from chalice_app.warming import prewarm
+    from deploy import bucket_events, predictions_bucket, site_config, stack
+
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.chdir(tmp_path)
+    calls: list[tuple[str, str, dict, str]] = []
+    real = botocore.client.BaseClient._make_api_call
+
+    def record(client, operation, params):
+        service = client.meta.service_model.service_name
+        calls.append((service, operation, params, client.meta.region_name))
+        if (service, operation) == ("lambda", "Invoke"):
+            summary = json.dumps({"target": "predictions-dev", "invoked": 1, "ok": 1, "failures": 0}).encode()
+            return {"StatusCode": 200, "Payload": StreamingBody(io.BytesIO(summary), len(summary))}
+        return real(client, operation, params)
+
+    with mock_aws():
+        bucket = VALUES_DEV["PredictionsBucket"]
+        monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", record)
+        assert predictions_bucket.main(["--stage", "dev"]) == 0  # step 1 of docs/deploy.md, the deployer's too
+        bucket_calls = list(calls)
+        publish_document(boto3.client("s3"), bucket, VALUES_DEV["PredictionsPrefix"],
+                         make_batch("2026-11-23", 20), force=True)
+        cloudfront = boto3.client("cloudfront")
+        dist = cloudfront.create_distribution(DistributionConfig=site_config.distribution_config(
+            stage="dev", caller_reference="r", bucket_domain="b.s3.amazonaws.com", oac_id="", api_domain="a",
+            headers_policy_id="hp"))["Distribution"]["Id"]
+        calls[:] = bucket_calls  # the publish and the stand-in distribution are not the deployer's
+        monkeypatch.setattr(stack.time, "sleep", lambda _: None)
+        outputs_from_resources(monkeypatch)
+        real_outputs = stack.outputs_of
+        monkeypatch.setattr(stack, "outputs_of", lambda found: {**real_outputs(found), "DistributionId": dist}
+                            if found and found["StackName"].endswith("-site") else real_outputs(found))
+
+        class EveryStep(Operator):
+            def run(self, command):
+                tail = list(command[1:])
+                if tail[:2] == ["-m", "chalice_app.warming.prewarm"]:
+                    return prewarm.main(tail[2:])
+                if tail[:2] == ["-m", "deploy.bucket_events"]:
+                    return bucket_events.main(tail[2:])
+                if tail[:1] == ["build_site.py"]:
+                    return build_site.main(tail[1:])
+                return super().run(command)
+
+        said: list[str] = []
+        operator = EveryStep(fresh_clone(tmp_path / "clone"), "ci@runner", [], monkeypatch)
+        assert operator.deploy(said) == 0, "\n".join(said) + capsys.readouterr().err
+        yield calls
+
+
+VALUES_DEV = {"AppName": "predictions", "Stage": "dev", "Region": REGION, "AccountId": ACCOUNT,
+              "PredictionsBucket": "example-predictions-dev", "PredictionsPrefix": "predictions/"}
+
+
+@pytest.mark.slow
+def test_every_aws_call_of_a_deploy_is_allowed_on_the_resource_it_names(recorded_deploy):
+    documents = json.loads(deployer_policy.render(deployer_policy.text(), VALUES_DEV))
+    dev_statements = [s for document in documents.values() for s in document["Statement"]]
+    seen, refused = set(), []
+    for service, operation, params, region in recorded_deploy:
+        if (service, operation) in NO_PERMISSION:
+            continue
+        action = ACTIONS.get((service, operation), f"{service}:{operation}")
+        resource = call_resource(service, operation, params, region or REGION)
+        seen.add(action)
+        if not any(any(fnmatch.fnmatchcase(action.lower(), a.lower()) for a in s["Action"]) and
+                   any(fnmatch.fnmatchcase(resource, r) for r in ([s["Resource"]] if isinstance(s["Resource"], str)
+                                                                   else s["Resource"])) for s in dev_statements):
+            refused.append(f"{action} on {resource}")
+    assert sorted(set(refused)) == []
+    # The flow really ran: the lock, both stacks, the code upload, the events, the prewarm, the site.
+    assert {"s3:CreateBucket", "ssm:PutParameter", "ssm:DeleteParameter", "cloudformation:ExecuteChangeSet",
+            "s3:PutObject", "s3:PutBucketNotification", "lambda:InvokeFunction",
+            "cloudfront:CreateInvalidation"} <= seen
