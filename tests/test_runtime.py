@@ -129,3 +129,23 @@ def test_the_packaged_api_answers_its_own_refusals_in_the_error_shape(packages, 
     missing = body[EXTENSION]["MISSING_AUTHENTICATION_TOKEN"]
     assert missing["statusCode"] == "404"
     assert json.loads(missing["responseTemplates"]["application/json"])["error"]["code"] == "route_not_found"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", STAGES)
+def test_the_deployer_policy_knows_every_resource_type_of_the_app_stack(packages, stage):
+    # What CloudFormation's SAM transform makes of the package (aws-sam-translator is that transform).
+    from samtranslator.translator.transform import transform
+
+    from test_deployer_policy import APP_TYPES
+
+    class NoManagedPolicies:
+        def load(self):
+            return {}
+
+    template = json.loads((packages / stage / "sam.json").read_text())
+    for resource in template["Resources"].values():
+        if "CodeUri" in resource["Properties"]:  # deploy/app_stack.py points it at the artifact bucket
+            resource["Properties"]["CodeUri"] = "s3://artifacts/app/code.zip"
+    expanded = transform(template, {}, NoManagedPolicies())
+    assert {r["Type"] for r in expanded["Resources"].values()} <= APP_TYPES
