@@ -274,3 +274,26 @@ def test_every_aws_call_of_a_deploy_is_allowed_on_the_resource_it_names(recorded
     assert {"s3:CreateBucket", "ssm:PutParameter", "ssm:DeleteParameter", "cloudformation:ExecuteChangeSet",
             "s3:PutObject", "s3:PutBucketNotification", "lambda:InvokeFunction",
             "cloudfront:CreateInvalidation"} <= seen
+
+
+@pytest.mark.parametrize("region", ["us-east-1", "eu-west-1"])
+def test_the_documented_commands_write_the_files_the_documented_create_policy_reads(tmp_path, monkeypatch, region):
+    import re
+    import shlex
+
+    from helpers import PROJECT_DIR
+
+    doc = open(os.path.join(PROJECT_DIR, "docs", "deploy.md"), encoding="utf-8").read()
+    section = doc[doc.index("## What the deployer may do"):]
+    block = section[section.index("```sh") + 5:section.index("```", section.index("```sh") + 5)]
+    render_line, *create_lines = [line for line in block.strip().splitlines() if line.strip()]
+    argv = shlex.split(render_line)
+    assert argv[:3] == [".venv/bin/python", "-m", "deploy.deployer_policy"]
+    argv[argv.index("--region") + 1] = region
+    monkeypatch.chdir(tmp_path)
+    assert deployer_policy.main(argv[3:]) == 0
+    for line in create_lines:
+        path = re.search(r"file://(\S+)", line).group(1)
+        document = json.loads((tmp_path / path).read_text())
+        assert document["Version"] == "2012-10-17" and "${" not in json.dumps(document)
+        assert region in json.dumps(document)
