@@ -36,6 +36,10 @@ FUNCTIONS = "arn:aws:lambda:${Region}:${AccountId}:function:${AppName}-${Stage}*
 # CloudFormation names a role it creates "<stack>-<logical id>-<suffix>": the app stack's roles.
 APP_ROLES = "arn:aws:iam::${AccountId}:role/${AppName}-${Stage}-app-*"
 STAGE_ROLES = "arn:aws:iam::${AccountId}:role/${AppName}-${Stage}-site-*"
+# What CloudFormation does to a role with inline policies (AWS::IAM::Role's handlers, minus NOT_USED).
+ROLE_ACTIONS = ["iam:CreateRole", "iam:DeleteRole", "iam:GetRole", "iam:UpdateRole", "iam:UpdateRoleDescription",
+                "iam:UpdateAssumeRolePolicy", "iam:PutRolePolicy", "iam:GetRolePolicy", "iam:DeleteRolePolicy",
+                "iam:ListRolePolicies", "iam:ListAttachedRolePolicies", "iam:TagRole", "iam:UntagRole"]
 LOG_GROUPS = "arn:aws:logs:${Region}:${AccountId}:log-group:/aws/lambda/${AppName}-${Stage}*"
 
 # Handler permissions of the stacks' resource types that this deploy never needs, with the reason.
@@ -210,10 +214,7 @@ def stage_stack_statements() -> list[dict]:
             "lambda:EnableReplication*", "lambda:DisableReplication*"],
             ["arn:aws:lambda:us-east-1:${AccountId}:function:${AppName}-${Stage}-not-found",
              "arn:aws:lambda:us-east-1:${AccountId}:function:${AppName}-${Stage}-not-found:*"]),
-        _allow("StackNotFoundRole", [
-            "iam:CreateRole", "iam:DeleteRole", "iam:GetRole", "iam:UpdateRole", "iam:UpdateRoleDescription",
-            "iam:UpdateAssumeRolePolicy", "iam:PutRolePolicy", "iam:GetRolePolicy", "iam:DeleteRolePolicy",
-            "iam:ListRolePolicies", "iam:ListAttachedRolePolicies", "iam:TagRole", "iam:UntagRole"], STAGE_ROLES),
+        _allow("StackNotFoundRole", ROLE_ACTIONS, STAGE_ROLES),
         _allow("PassTheNotFoundRoleToLambda", ["iam:PassRole"], STAGE_ROLES,
                Condition={"StringEquals": {"iam:PassedToService": "lambda.amazonaws.com"}}),
         _allow("LambdaEdgeReplicator", ["iam:CreateServiceLinkedRole"],
@@ -245,10 +246,7 @@ def stage_stack_statements() -> list[dict]:
 def app_statements() -> list[dict]:
     """What CloudFormation calls for the app stack's resources (after the SAM transform)."""
     return [
-        _allow("AppRoles", [
-            "iam:CreateRole", "iam:DeleteRole", "iam:GetRole", "iam:UpdateRole", "iam:UpdateRoleDescription",
-            "iam:UpdateAssumeRolePolicy", "iam:PutRolePolicy", "iam:GetRolePolicy", "iam:DeleteRolePolicy",
-            "iam:ListRolePolicies", "iam:ListAttachedRolePolicies", "iam:TagRole", "iam:UntagRole"], APP_ROLES),
+        _allow("AppRoles", ROLE_ACTIONS, APP_ROLES),
         _allow("PassOnlyTheAppRolesToLambda", ["iam:PassRole"], APP_ROLES,
                Condition={"StringEquals": {"iam:PassedToService": "lambda.amazonaws.com"}}),
         _allow("AppFunctions", [

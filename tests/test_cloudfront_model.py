@@ -9,7 +9,9 @@ import json
 import pytest
 
 from tools.cloudfront import TemplateError, load_distribution, path_pattern_regex
-from tools.edge import TEMPLATE_PATH, Answer, FunctionRunner, apply_function_response, ttl_for
+from tools.edge import TEMPLATE_PATH
+from tools.edge_cache import Answer, ttl_for
+from tools.edge_functions import FunctionRunner, apply_function_response
 
 PARAMS = {"ApiDomain": "127.0.0.1:9", "Stage": "local"}
 
@@ -104,7 +106,7 @@ def test_a_function_runs_in_node_and_the_runner_survives_its_death() -> None:
 
 
 def test_the_templates_lambda_at_edge_runs_in_process() -> None:
-    from tools.edge import _edge_handler, apply_origin_response, origin_response_event
+    from tools.edge_functions import _edge_handler, apply_origin_response, origin_response_event
 
     function = load_distribution(TEMPLATE_PATH, PARAMS).behaviors[-1].origin_response
     answer = Answer(403, "Forbidden", [("Content-Type", "application/xml")], b"<Error/>", origin_status=403)
@@ -118,7 +120,7 @@ def test_the_templates_lambda_at_edge_runs_in_process() -> None:
 
 def test_cloudfront_js_has_no_require() -> None:
     from tools.cloudfront import Function
-    from tools.edge import FunctionError
+    from tools.edge_functions import FunctionError
 
     runner = FunctionRunner()
     try:

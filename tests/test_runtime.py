@@ -136,7 +136,6 @@ def test_the_packaged_api_answers_its_own_refusals_in_the_error_shape(packages, 
 def test_the_deployer_policy_knows_every_resource_type_of_the_app_stack(packages, stage):
     # What CloudFormation's SAM transform makes of the package (aws-sam-translator is that transform).
     from samtranslator.translator.transform import transform
-
     from test_deployer_policy import APP_TYPES
 
     class NoManagedPolicies:

@@ -31,35 +31,35 @@ import hashlib
 import html
 import http.client
 import http.server
-import json
 import os
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
 import urllib.parse
 import uuid
-from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from chalice_app.website.serving import cache_control_for, content_type_for
-from tools.cloudfront import (
-    Behavior,
-    Distribution,
-    EdgeLambda,
-    Function,
-    Origin,
-    TemplateError,
-    load_distribution,
+from tools.cloudfront import Behavior, Distribution, Origin, TemplateError, load_distribution
+from tools.edge_cache import Answer, Cache, Entry, Headers, _has, _phrase, _without, ttl_for
+from tools.edge_functions import (
+    DOMAIN,
+    NODE,
+    FunctionError,
+    FunctionRunner,
+    _edge_handler,
+    apply_function_response,
+    apply_origin_response,
+    origin_response_event,
+    viewer_response_event,
 )
 
 HOST = "127.0.0.1"
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEMPLATE_PATH = os.path.join(PROJECT_DIR, "deploy", "stack.json")
-NODE = os.environ.get("EDGE_NODE", "/usr/bin/node")
 # CloudFront compresses objects from 1,000 bytes to 10 MB, and only types that benefit.
 COMPRESS_MIN, COMPRESS_MAX = 1000, 10_000_000
 COMPRESSIBLE = ("text/", "application/json", "application/javascript", "application/xml", "image/svg+xml")
@@ -76,18 +76,10 @@ LINGER_SECONDS, LINGER_BYTES = 1.0, 4 * 1024 * 1024
 # above 0x7E, a control character) is a 400 here, as at CloudFront, and never reaches an origin.
 TARGET_CHARS = frozenset(map(chr, range(0x21, 0x7F)))
 # AWS, "HTTP 4xx and 5xx status codes that CloudFront caches" (416 is never cached), 10 s by default;
-# no-store/no-cache/private keep only these from the cache.
-ERROR_CACHED = frozenset({400, 403, 404, 405, 410, 414, 500, 501, 502, 503, 504})
-ERROR_HONOURS_NO_STORE = frozenset({404, 410, 414, 501})
-DEFAULT_ERROR_TTL = 10.0
-CACHEABLE = frozenset({200, 203, 206, 300, 301, 302, 307, 308})
-CACHE_ENTRIES = 5000
-DOMAIN = "local.cloudfront.net"
 VIA = f"1.1 {DOMAIN} (CloudFront)"
 # One kept-alive connection per handler thread and origin, i.e. per client connection.
 _UPSTREAM = threading.local()
 
-Headers = list[tuple[str, str]]
 
 
 class BadRequest(Exception):
@@ -98,21 +90,6 @@ class BadRequest(Exception):
         self.status = status
 
 
-def _phrase(status: int) -> str:
-    try:
-        return http.HTTPStatus(status).phrase
-    except ValueError:
-        return ""
-
-
-def _has(headers: Headers, name: str) -> str | None:
-    name = name.lower()
-    return next((v for k, v in headers if k.lower() == name), None)
-
-
-def _without(headers: Headers, *names: str) -> Headers:
-    drop = {n.lower() for n in names}
-    return [(k, v) for k, v in headers if k.lower() not in drop]
 
 
 def accepts(accept_encoding: str | None, coding: str) -> bool:
@@ -148,308 +125,8 @@ def cloudfront_error_page(status: int, message: str, request_id: str) -> bytes:
     ).encode("latin-1", errors="replace")
 
 
-# -- cache rules ----------------------------------------------------------------------------------
 
 
-def cache_directives(value: str | None) -> dict[str, str]:
-    found = {}
-    for part in (value or "").split(","):
-        name, _, arg = part.strip().partition("=")
-        if name:
-            found[name.strip().lower()] = arg.strip().strip('"')
-    return found
-
-
-def _seconds(text: str | None) -> float | None:
-    return float(text) if text is not None and text.isdigit() else None
-
-
-def ttl_for(status: int, headers: Headers, behavior: Behavior, error_min_ttl: float | None) -> float | None:
-    """How long CloudFront keeps this answer (None: not stored), per AWS's "Manage how long content
-    stays in the cache" and "How CloudFront processes HTTP 4xx and 5xx status codes"."""
-    policy = behavior.cache
-    cc = cache_directives(_has(headers, "Cache-Control"))
-    given = _seconds(cc.get("s-maxage")) if "s-maxage" in cc else _seconds(cc.get("max-age"))
-    if given is None and _has(headers, "Expires"):
-        try:
-            given = max(0.0, email.utils.parsedate_to_datetime(_has(headers, "Expires") or "").timestamp()
-                        - time.time())
-        except (TypeError, ValueError):
-            given = 0.0  # an invalid date means "already expired" (RFC 9111)
-    if status in ERROR_CACHED:
-        minimum = DEFAULT_ERROR_TTL if error_min_ttl is None else error_min_ttl
-        if status in ERROR_HONOURS_NO_STORE and {"no-store", "no-cache", "private"} & set(cc):
-            return None
-        if given is not None:
-            return max(min(given, policy.max_ttl), minimum)
-        return minimum
-    if status not in CACHEABLE:
-        return None
-    if {"no-store", "private"} & set(cc):
-        return float(policy.min_ttl) if policy.min_ttl > 0 else None
-    if "no-cache" in cc:
-        return float(policy.min_ttl)  # 0: kept, but revalidated with the origin on every request
-    if given is not None:
-        return float(min(max(given, policy.min_ttl), policy.max_ttl))
-    return float(policy.default_ttl)
-
-
-@dataclass
-class Answer:
-    status: int
-    reason: str
-    headers: Headers
-    body: bytes
-    x_cache: str = "Miss from cloudfront"
-    origin_status: int | None = None  # what the origin said (None: CloudFront answered itself)
-    age: int | None = None
-
-
-@dataclass
-class Entry:
-    answer: Answer
-    stored: float
-    ttl: float
-
-    def fresh(self, now: float) -> bool:
-        return now - self.stored < self.ttl
-
-
-class Cache:
-    """The edge cache: a bounded, thread-safe map of cache keys to stored answers."""
-
-    def __init__(self, size: int = CACHE_ENTRIES) -> None:
-        self._items: OrderedDict[tuple, Entry] = OrderedDict()
-        self._lock = threading.Lock()
-        self.size = size
-
-    def get(self, key: tuple) -> Entry | None:
-        with self._lock:
-            entry = self._items.get(key)
-            if entry is not None:
-                self._items.move_to_end(key)
-            return entry
-
-    def put(self, key: tuple, entry: Entry) -> None:
-        with self._lock:
-            self._items[key] = entry
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-
-    def drop(self, key: tuple) -> None:
-        with self._lock:
-            self._items.pop(key, None)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
-
-# -- CloudFront Functions, for real ---------------------------------------------------------------
-
-# One node child for every function: reads {"key","name","code","event"} lines, answers {"result"} or
-# {"error"}. Each function runs in its own vm context with only JavaScript's built-ins: no require,
-# process, timers or Buffer, as in cloudfront-js-2.0 (its own modules are not provided).
-NODE_RUNNER = r"""
-const vm = require('vm');
-const contexts = new Map();
-const out = (o) => process.stdout.write(JSON.stringify(o) + '\n');
-require('readline').createInterface({input: process.stdin}).on('line', (line) => {
-  let msg;
-  try { msg = JSON.parse(line); } catch (e) { out({error: 'bad request line'}); return; }
-  try {
-    let ctx = contexts.get(msg.key);
-    if (!ctx) {
-      ctx = vm.createContext({console: {log: (...a) => process.stderr.write(a.join(' ') + '\n')}});
-      vm.runInContext(msg.code, ctx, {filename: msg.name, timeout: 1000});
-      if (typeof ctx.handler !== 'function') throw new Error('the function code defines no handler(event)');
-      contexts.set(msg.key, ctx);
-    }
-    ctx.__event = JSON.stringify(msg.event);
-    const text = vm.runInContext('JSON.stringify(handler(JSON.parse(__event)))', ctx, {timeout: 100});
-    out({result: text === undefined ? null : JSON.parse(text)});
-  } catch (e) {
-    out({error: String(e && e.stack || e)});
-  }
-});
-"""
-
-
-class FunctionError(Exception):
-    """A CloudFront Function failed or returned something CloudFront would refuse (the viewer gets a 503)."""
-
-
-class FunctionRunner:
-    """A long-lived node child fed JSON lines; restarted when it dies."""
-
-    def __init__(self, node: str = NODE) -> None:
-        self.node = node
-        self._proc: subprocess.Popen | None = None
-        self._lock = threading.Lock()
-
-    def _ensure(self) -> subprocess.Popen:
-        if self._proc is None or self._proc.poll() is not None:
-            if not os.path.exists(self.node):
-                raise FunctionError(f"{self.node} is missing: CloudFront Functions need Node.js")
-            self._proc = subprocess.Popen([self.node, "-e", NODE_RUNNER], stdin=subprocess.PIPE,
-                                          stdout=subprocess.PIPE, text=True, bufsize=1)
-        return self._proc
-
-    def run(self, function: Function, event: dict) -> Any:
-        key = hashlib.sha256(function.code.encode()).hexdigest()
-        line = json.dumps({"key": key, "name": function.name, "code": function.code, "event": event})
-        with self._lock:
-            for attempt in (1, 2):
-                proc = self._ensure()
-                try:
-                    assert proc.stdin is not None and proc.stdout is not None
-                    proc.stdin.write(line + "\n")
-                    proc.stdin.flush()
-                    reply = proc.stdout.readline()
-                    if not reply:
-                        raise OSError("node exited")
-                    answer = json.loads(reply)
-                    break
-                except (OSError, ValueError):
-                    self._kill()
-                    if attempt == 2:
-                        raise FunctionError("the function runner died") from None
-        if "error" in answer:
-            raise FunctionError(f"{function.name}: {answer['error'][:500]}")
-        return answer["result"]
-
-    def _kill(self) -> None:
-        if self._proc is not None:
-            self._proc.kill()
-            self._proc.wait()
-            self._proc = None
-
-    def close(self) -> None:
-        with self._lock:
-            self._kill()
-
-
-def _fn_headers(headers: Headers) -> dict[str, dict]:
-    found: dict[str, dict] = {}
-    for name, value in headers:
-        key = name.lower()
-        if key in found:
-            found[key].setdefault("multiValue", [{"value": found[key]["value"]}]).append({"value": value})
-        else:
-            found[key] = {"value": value}
-    return found
-
-
-def _fn_querystring(query: str) -> dict[str, dict]:
-    found: dict[str, dict] = {}
-    for name, value in urllib.parse.parse_qsl(query, keep_blank_values=True):
-        if name in found:
-            found[name].setdefault("multiValue", [{"value": found[name]["value"]}]).append({"value": value})
-        else:
-            found[name] = {"value": value}
-    return found
-
-
-def viewer_response_event(method: str, path: str, query: str, request_headers: Headers, answer: Answer,
-                          client_ip: str, request_id: str) -> dict:
-    """The cloudfront-js event of a viewer-response function (AWS's "CloudFront Functions event structure")."""
-    return {
-        "version": "1.0",
-        "context": {"distributionDomainName": DOMAIN, "distributionId": "ELOCALEDGE", "eventType": "viewer-response",
-                    "requestId": request_id},
-        "viewer": {"ip": client_ip},
-        "request": {"method": method, "uri": path, "querystring": _fn_querystring(query),
-                    "headers": _fn_headers(_without(request_headers, "cookie")), "cookies": {}},
-        "response": {"statusCode": answer.status, "statusDescription": answer.reason,
-                     "headers": _fn_headers(_without(answer.headers, "set-cookie")), "cookies": {}},
-    }
-
-
-def apply_function_response(answer: Answer, result: Any) -> Answer:
-    """The function's returned response on the answer: status, headers, and a body when it sets one."""
-    if not isinstance(result, dict) or not isinstance(result.get("statusCode"), int) \
-            or not 200 <= result["statusCode"] <= 599:
-        raise FunctionError(f"a viewer-response function must return a response object, got {result!r:.200}")
-    original = {k.lower(): k for k, _ in answer.headers}
-    headers: Headers = []
-    for key, spec in (result.get("headers") or {}).items():
-        values = spec.get("multiValue") or [spec]
-        headers += [(original.get(key, key), str(v["value"])) for v in values]
-    headers += [(k, v) for k, v in answer.headers if k.lower() == "set-cookie"]
-    body = answer.body
-    given = result.get("body")
-    if given is not None:
-        if isinstance(given, str):
-            body = given.encode("utf-8")
-        elif given.get("encoding") == "base64":
-            import base64
-
-            body = base64.b64decode(given.get("data", ""))
-        else:
-            body = str(given.get("data", "")).encode("utf-8")
-    return replace(answer, status=result["statusCode"],
-                   reason=result.get("statusDescription") or _phrase(result["statusCode"]),
-                   headers=headers, body=body)
-
-
-# -- Lambda@Edge on origin-response: inline Python, run in-process ----------------------------------
-
-_EDGE_HANDLERS: dict[str, Any] = {}
-
-
-def _edge_handler(function: EdgeLambda) -> Any:
-    """The handler of an inline function, loaded once per source text, as Lambda loads index.py."""
-    handler = _EDGE_HANDLERS.get(function.source)
-    if handler is None:
-        namespace: dict[str, Any] = {"__name__": "index"}
-        exec(compile(function.source, "index.py", "exec"), namespace)  # the template's own inline code
-        handler = _EDGE_HANDLERS[function.source] = namespace[function.handler]
-    return handler
-
-
-def _edge_headers(headers: Headers) -> dict[str, list[dict[str, str]]]:
-    found: dict[str, list[dict[str, str]]] = {}
-    for name, value in headers:
-        found.setdefault(name.lower(), []).append({"key": name, "value": value})
-    return found
-
-
-def origin_response_event(method: str, path: str, query: str, request_headers: Headers, answer: Answer,
-                          client_ip: str, request_id: str) -> dict:
-    """The Lambda@Edge origin-response event (AWS's "Lambda@Edge event structure"); no body is exposed."""
-    return {"Records": [{"cf": {
-        "config": {"distributionDomainName": DOMAIN, "distributionId": "ELOCALEDGE", "eventType": "origin-response",
-                   "requestId": request_id},
-        "request": {"clientIp": client_ip, "method": method, "uri": path, "querystring": query,
-                    "headers": _edge_headers(request_headers)},
-        "response": {"status": str(answer.status), "statusDescription": answer.reason,
-                     "headers": _edge_headers(answer.headers)},
-    }}]}
-
-
-def apply_origin_response(answer: Answer, result: Any) -> Answer:
-    """The function's response on the origin's: status, headers, and the body when it sets one."""
-    try:
-        status = int(result["status"])
-    except (TypeError, KeyError, ValueError):
-        raise FunctionError(f"an origin-response function must return a response, got {result!r:.200}") from None
-    if not 200 <= status <= 599:
-        raise FunctionError(f"an origin-response function returned status {status}")
-    headers = [(v.get("key", name), str(v["value"])) for name, values in (result.get("headers") or {}).items()
-               for v in values] if "headers" in result else answer.headers
-    body = answer.body
-    if "body" in result:
-        text = result["body"] or ""
-        if result.get("bodyEncoding") == "base64":
-            import base64
-
-            body = base64.b64decode(text)
-        else:
-            body = text.encode("utf-8")
-        headers = _without(headers, "Content-Length", "ETag", "Last-Modified")
-    return replace(answer, status=status, reason=result.get("statusDescription") or _phrase(status),
-                   headers=headers, body=body)
 
 
 # -- the S3 origin: the site folder as a private bucket ----------------------------------------------
