@@ -34,4 +34,5 @@ deploy-check: venv checkov ## what can be checked here: cfn-lint + checkov on th
 	  echo "$$stage: package ok ($$(stat -c %s build/package-$$stage/deployment.zip) bytes), cfn-lint and checkov clean"; \
 	done
 	$(PY) -m pytest -q -p no:randomly tests/test_config.py tests/test_package.py tests/test_stack_template.py \
-	  tests/test_runtime.py tests/test_deploy_steps.py tests/test_deploy_state.py tests/test_site_deploy.py
+	  tests/test_runtime.py tests/test_deploy_steps.py tests/test_deploy_state.py tests/test_site_deploy.py \
+  tests/test_deployer_policy.py tests/test_api_gateway.py
