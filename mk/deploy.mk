@@ -35,4 +35,4 @@ deploy-check: venv checkov ## what can be checked here: cfn-lint + checkov on th
 	done
 	$(PY) -m pytest -q -p no:randomly tests/test_config.py tests/test_package.py tests/test_stack_template.py \
 	  tests/test_runtime.py tests/test_deploy_steps.py tests/test_deploy_state.py tests/test_site_deploy.py \
-  tests/test_deployer_policy.py tests/test_api_gateway.py
+	  tests/test_deployer_policy.py tests/test_api_gateway.py
