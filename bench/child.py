@@ -93,9 +93,7 @@ def mode_cold(target, opts):
     handler = load_handler(target)
     if opts.get("s3client") == "botocore":
         # What a container without credentials in its environment uses: botocore's client.
-        from chalice_app.store import s3_http
-
-        s3_http.make_client = lambda cfg, env=None: None
+        os.environ["S3_CLIENT"] = "botocore"
     if opts.get("ssm") == "lean":
         lean_ssm_client()
     if opts.get("eager") == "1":

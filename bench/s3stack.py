@@ -13,6 +13,9 @@ from chalice_app.publishing.publish import publish_document
 from chalice_app.publishing.sample import make_batch
 from tools.devstack import FAKE_AWS
 
+# What the Lambda runtime sets (among others): chalice_app picks the botocore-free S3 client by them.
+LAMBDA_RUNTIME = {"AWS_LAMBDA_FUNCTION_NAME": "predictions-dev", "LAMBDA_TASK_ROOT": "/var/task"}
+
 
 class MotoS3:
     """moto's ThreadedMotoServer bound to 127.0.0.1, with a boto3 client for seeding."""
@@ -38,10 +41,11 @@ class MotoS3:
         return self._client
 
     def child_env(self, bucket: str, extra: dict[str, str] | None = None) -> dict[str, str]:
-        """The environment of a child: fake credentials, every AWS call to this server."""
+        """The environment of a child: fake credentials, every AWS call to this server, and the variables
+        by which the Lambda runtime is recognised (the container then picks its S3 client as on Lambda)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PYTHON"))}
         env.update(FAKE_AWS, AWS_ENDPOINT_URL=self.endpoint, PREDICTIONS_BUCKET=bucket,
-                   PREDICTIONS_PREFIX=DEFAULT_PREFIX, STAGE="dev")
+                   PREDICTIONS_PREFIX=DEFAULT_PREFIX, STAGE="dev", **LAMBDA_RUNTIME)
         env.update(extra or {})
         return env
 

@@ -96,4 +96,17 @@ def make_s3_client(settings: Settings) -> Any:
         retries={"total_max_attempts": settings.s3_max_attempts, "mode": "standard"},
         tcp_keepalive=True,
     )
-    return make_client("s3", config)
+    client = make_client("s3", config)
+    # The XML botocore parses (listings, error answers) is refused with a DOCTYPE, as the
+    # botocore-free client refuses it: S3 never sends one, and its entities could take hundreds of MB.
+    client.meta.events.register_first("before-parse.s3", refuse_doctype)
+    return client
+
+
+def refuse_doctype(response_dict: dict | None = None, **_: Any) -> None:
+    """botocore's before-parse hook: an XML answer with a DOCTYPE raises DoctypeRefused (not retried)."""
+    from chalice_app.store.s3_http import DoctypeRefused, has_doctype
+
+    body = (response_dict or {}).get("body")
+    if isinstance(body, (bytes, bytearray)) and has_doctype(bytes(body)):
+        raise DoctypeRefused("XML answer with a DOCTYPE")

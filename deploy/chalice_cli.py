@@ -19,6 +19,16 @@ Chalice's application graph and fails when a function would not get the stage's 
 
 The same run adds the API's gateway responses (deploy/api_gateway.py) to the Swagger Chalice generates,
 for `chalice deploy` and `chalice package` alike, so API Gateway's own refusals keep the API's error shape.
+
+And it builds the zip's compiled dependencies for the stage's runtime. Chalice asks pip for Lambda wheels with
+`--platform manylinux_..._aarch64 --implementation cp --abi cp313` but no `--python-version`, so pip, running
+on the deploying Python (3.11), finds no cp313 wheel (aws/chalice #1696, #1707): markupsafe then ships without
+its C speedups, and a dependency without a pure-Python fallback is left out with a warning only.
+`install_wheel_python_version` adds `--python-version 3.13` (from the stage's runtime) to that one pip command
+and fails loudly when Chalice no longer issues it; `install_package_check` tags Chalice's package cache with it
+(a zip built without the fix is not reused) and runs deploy/package_check.py on every deployment package Chalice
+builds: a missing dependency or a `.so` not built for the runtime stops `chalice package` and `chalice deploy`
+before anything is written out or sent.
 """
 
 from __future__ import annotations
@@ -31,6 +41,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from chalice_app.config.stage_file import StageError, load_config
+from deploy import package_check
 
 DEFAULT_RUNTIME = "python3.13"
 DEFAULT_ARCHITECTURE = "arm64"
@@ -90,6 +101,101 @@ def install_gateway_responses() -> None:
 
     generate_swagger._adds = EXTENSION  # type: ignore[attr-defined]
     swagger.SwaggerGenerator.generate_swagger = generate_swagger  # type: ignore[method-assign]
+
+
+def install_wheel_python_version(runtime: str) -> None:
+    """Make Chalice's pip download of Lambda wheels ask for `runtime`'s Python (`--python-version 3.NN`)."""
+    import inspect
+
+    from chalice.deploy import packager
+
+    version = "3." + runtime.split(".", 1)[1]
+    abi = "cp" + version.replace(".", "")
+    runner = getattr(packager, "PipRunner", None)
+    original = getattr(runner, "download_manylinux_wheels", None)
+    if getattr(original, "_python_version", None) == version:
+        return  # installed already in this process
+    try:
+        parameters = list(inspect.signature(original).parameters) if callable(original) else []
+    except (TypeError, ValueError):
+        parameters = []
+    if parameters[:4] != ["self", "abi", "packages", "directory"] or not callable(getattr(runner, "_execute", None)):
+        raise RuntimeOverrideError(
+            "chalice.deploy.packager.PipRunner.download_manylinux_wheels(abi, packages, directory) or "
+            "PipRunner._execute is gone: this Chalice version downloads Lambda wheels differently; "
+            "check deploy/chalice_cli.py before deploying")
+
+    def download_manylinux_wheels(self: Any, abi_: str, packages: list, directory: str, *args: Any,
+                                  **kwargs: Any) -> Any:
+        if abi_ != abi:
+            raise RuntimeOverrideError(f"Chalice asks for {abi_} wheels, the stage's runtime is {runtime}")
+        downloads: list[list[str]] = []
+        execute = self._execute
+
+        def execute_for_runtime(command: str, arguments: list, *rest: Any, **options: Any) -> Any:
+            if command == "download" and "--python-version" not in arguments:
+                arguments = ["--python-version", version, *arguments]
+                downloads.append(arguments)
+            return execute(command, arguments, *rest, **options)
+
+        self._execute = execute_for_runtime
+        try:
+            result = original(self, abi_, packages, directory, *args, **kwargs)
+        finally:
+            del self._execute
+        if packages and not downloads:
+            raise RuntimeOverrideError("Chalice's download of Lambda wheels no longer runs `pip download` "
+                                       "through PipRunner._execute: check deploy/chalice_cli.py before deploying")
+        return result
+
+    download_manylinux_wheels._python_version = version  # type: ignore[attr-defined]
+    runner.download_manylinux_wheels = download_manylinux_wheels  # type: ignore[union-attr]
+
+
+def install_package_check(runtime: str, architecture: str) -> None:
+    """Check every deployment package Chalice builds (deploy/package_check.py) and tag its cache with the fix."""
+    from chalice import utils
+    from chalice.deploy import packager
+
+    target = packager.LambdaDeploymentPackager
+    create = target.__dict__.get("create_deployment_package")
+    filename = getattr(target, "deployment_package_filename", None)
+    write = getattr(utils.UI, "write", None)
+    if getattr(create, "_checks", None) == (runtime, architecture):
+        return  # installed already in this process
+    if not (callable(create) and callable(filename) and callable(write)):
+        raise RuntimeOverrideError(
+            "chalice.deploy.packager.LambdaDeploymentPackager.create_deployment_package / "
+            "deployment_package_filename or chalice.utils.UI.write is gone: check deploy/chalice_cli.py")
+    said: list[str] = []
+    tag = "-pyv" + runtime.removeprefix("python")
+
+    def ui_write(self: Any, msg: str) -> None:
+        said.append(str(msg))
+        write(self, msg)
+
+    def deployment_package_filename(self: Any, project_dir: str, python_version: str) -> str:
+        # A zip cached before --python-version was passed would be reused as it is: name ours apart.
+        name = filename(self, project_dir, python_version)
+        if not name.endswith(".zip"):
+            raise RuntimeOverrideError(f"Chalice's package cache file {name!r} is not a .zip: "
+                                       "check deploy/chalice_cli.py")
+        return name if name.endswith(tag + ".zip") else name[:-4] + tag + ".zip"
+
+    def create_deployment_package(self: Any, project_dir: str, python_version: str) -> str:
+        start = len(said)
+        path = create(self, project_dir, python_version)
+        try:
+            package_check.require_fit(path, "".join(said[start:]), runtime=runtime, architecture=architecture)
+        except package_check.PackageCheckError:
+            os.remove(path)  # never reused from Chalice's cache
+            raise
+        return path
+
+    create_deployment_package._checks = (runtime, architecture)  # type: ignore[attr-defined]
+    utils.UI.write = ui_write  # type: ignore[method-assign]
+    target.deployment_package_filename = deployment_package_filename  # type: ignore[method-assign]
+    target.create_deployment_package = create_deployment_package  # type: ignore[method-assign]
 
 
 def verify(stage: str, project_dir: str = ".") -> dict[str, tuple[str, str]]:
@@ -156,6 +262,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     install_runtime_override(runtime)
     install_gateway_responses()
+    try:
+        install_wheel_python_version(runtime)
+        install_package_check(runtime, stage_architecture(stage))
+    except RuntimeOverrideError as exc:
+        print(f"chalice_cli: error: {exc}", file=sys.stderr)
+        return 1
     from chalice import cli as chalice_cli
 
     print(f"chalice {' '.join(argv)}: runtime {runtime}, architecture {stage_architecture(stage)}", file=sys.stderr)
@@ -163,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
         result = chalice_cli.cli.main(args=argv, prog_name="chalice", obj={}, standalone_mode=False)
     except SystemExit as exc:  # click exits on usage errors
         return int(exc.code or 0)
+    except package_check.PackageCheckError as exc:
+        print(f"chalice_cli: error: {exc}", file=sys.stderr)
+        return 1
     except Exception as exc:  # noqa: BLE001 - one line, like the chalice command
         print(f"chalice: error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2

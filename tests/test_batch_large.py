@@ -1,4 +1,4 @@
-"""Batches held compactly (store/batch.py: the document's bytes, chunk spans, the id index): the
+"""Batches held compactly (store/batch.py: the document's bytes, row offsets, the id index): the
 same answers as a batch of dicts, the same strictness, and a row limit that holds for any shape."""
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ DATE = "2026-11-23"
 
 @pytest.fixture(autouse=True)
 def small_chunks(monkeypatch):
-    """Chunks of ~300 bytes, so that a few dozen rows span many chunks."""
+    """Chunks of ~300 bytes (windows of ~1200), so that a few dozen rows span many of them."""
     monkeypatch.setattr(batch_module, "CHUNK_BYTES", 300)
-    monkeypatch.setattr(batch_module, "CACHED_CHUNKS", 4)
+    monkeypatch.setattr(batch_module, "FAST_MIN_BYTES", 0)
 
 
 def rows(n: int) -> list[dict]:
@@ -47,7 +47,7 @@ def test_a_compact_batch_answers_as_a_batch_of_dicts(dumps):
     doc = make_doc(DATE, rows(60))
     doc["fields"] = [{"name": "value", "label": "V", "type": "number"}]
     compact, whole = loaded(dumps(doc)), Batch(json.loads(json.dumps(doc)))
-    assert compact._rows is None and len(compact._spans) > 5
+    assert compact._rows is None and len(compact._starts) == len(compact) + 1
     assert (len(compact), compact.metadata(), compact.fields) == (len(whole), whole.metadata(), whole.fields)
     assert compact.index == whole.index and compact.field_names == whole.field_names
     for sort in (None, "value", "label", "flag", "missing"):

@@ -107,8 +107,12 @@ def _one_botocore_session(shared_botocore_session):
 
 @pytest.fixture(autouse=True, params=["http", "botocore"])
 def s3_client_kind(request, monkeypatch) -> str:
-    """Every test runs on both S3 clients the container can pick: the botocore-free one (the
-    environment holds credentials, as on Lambda) and botocore's (any other credentials)."""
+    """Every test runs on both S3 clients the container can pick: the botocore-free one (inside the
+    Lambda runtime, whose variables this sets, with credentials in the environment) and botocore's
+    (anywhere else, or any other credentials)."""
+    if request.param == "http":
+        monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "predictions-test")
+        monkeypatch.setenv("LAMBDA_TASK_ROOT", "/var/task")
     if request.param == "botocore":
         from chalice_app.store import s3_http
 

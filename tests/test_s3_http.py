@@ -95,19 +95,67 @@ def test_credentials_only_from_the_environment_as_lambda_sets_them():
     assert s3_http.make_client(Settings(), {}) is None
 
 
-def test_the_container_picks_the_client_once(monkeypatch):
+LAMBDA_RUNTIME = {"AWS_LAMBDA_FUNCTION_NAME": "predictions-prod", "LAMBDA_TASK_ROOT": "/var/task",
+                  "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001", "AWS_EXECUTION_ENV": "AWS_Lambda_python3.13"}
+
+
+def test_the_stdlib_client_runs_only_inside_lambda_or_when_asked_for():
+    # Chalice itself sets AWS_EXECUTION_ENV in every process that imports an app: not a signal.
+    assert not s3_http.in_lambda_runtime({"AWS_EXECUTION_ENV": "AWS_Lambda aws-chalice/1.34.0"})
+    assert not s3_http.in_lambda_runtime({"AWS_LAMBDA_FUNCTION_NAME": "f"})
+    assert s3_http.in_lambda_runtime(LAMBDA_RUNTIME)
+    assert s3_http.in_lambda_runtime({"AWS_LAMBDA_FUNCTION_NAME": "f", "LAMBDA_TASK_ROOT": "/var/task"})
+    assert s3_http.use_stdlib("auto", LAMBDA_RUNTIME) and not s3_http.use_stdlib("auto", {})
+    assert s3_http.use_stdlib("stdlib", {}) and not s3_http.use_stdlib("botocore", LAMBDA_RUNTIME)
+
+
+def test_s3_client_setting_is_validated():
+    from chalice_app.config.settings import SettingsError, load_settings
+
+    assert load_settings({}).s3_client == "auto"
+    assert load_settings({"S3_CLIENT": " Stdlib "}).s3_client == "stdlib"
+    with pytest.raises(SettingsError, match="S3_CLIENT"):
+        load_settings({"S3_CLIENT": "urllib"})
+    assert load_settings({"S3_REQUEST_DEADLINE_SECONDS": "2.5"}).s3_request_deadline == 2.5
+    with pytest.raises(SettingsError, match="S3_REQUEST_DEADLINE_SECONDS"):
+        load_settings({"S3_REQUEST_DEADLINE_SECONDS": "0"})
+
+
+def test_the_container_picks_the_client_once(monkeypatch, capsys):
     from chalice_app.api import container
 
+    # Outside Lambda (a laptop, chalice local, a test under mock_aws): botocore, credentials or not.
     container._state["settings"] = Settings(bucket="b")
-    assert isinstance(container.store().source.client, s3_http.HttpS3Client)
+    assert not isinstance(container.store().source.client, s3_http.HttpS3Client)
+    assert container._state["s3_client_kind"] == "botocore"
+    # Inside the Lambda runtime: the botocore-free client, with the stage's deadline.
+    container.reset()
+    for name, value in LAMBDA_RUNTIME.items():
+        monkeypatch.setenv(name, value)
+    container._state["settings"] = Settings(bucket="b", s3_request_deadline=3.0)
+    store = container.store()
+    assert isinstance(store.source.client, s3_http.HttpS3Client) and store.source.client.deadline == 3.0
+    assert store.source.deadline == 3.0
     assert container._state["s3_client_kind"] == "http"
+    # S3_CLIENT=botocore wins, even inside Lambda.
+    container.reset()
+    container._state["settings"] = Settings(bucket="b", s3_client="botocore")
+    assert container._state.get("s3_client_kind") == "http" and container.store() is not None
+    assert container._state["s3_client_kind"] == "botocore"
+    # S3_CLIENT=stdlib outside Lambda opts in; without environment credentials it falls back, logged.
+    for name in LAMBDA_RUNTIME:
+        monkeypatch.delenv(name)
+    container.reset()
+    container._state["settings"] = Settings(bucket="b", s3_client="stdlib")
+    assert isinstance(container.store().source.client, s3_http.HttpS3Client)
     container.reset()
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.setenv("AWS_PROFILE", "default")
     monkeypatch.setattr("chalice_app.aws_clients.make_s3_client", lambda cfg: "botocore-client")
-    container._state["settings"] = Settings(bucket="b")
+    container._state["settings"] = Settings(bucket="b", s3_client="stdlib")
     assert container.store().source.client == "botocore-client"
     assert container._state["s3_client_kind"] == "botocore"
+    assert '"event":"s3_client_fallback"' in capsys.readouterr().out
 
 
 def test_addressing_is_virtual_hosted_in_the_buckets_region():

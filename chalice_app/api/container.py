@@ -57,11 +57,12 @@ def store() -> PredictionStore:
                 cfg = settings()
                 current = _state["store"] = PredictionStore(
                     S3Source(s3_client(cfg), cfg.bucket, max_stored_bytes=cfg.max_stored_bytes,
-                             max_batch_bytes=cfg.max_batch_bytes),
+                             max_batch_bytes=cfg.max_batch_bytes, deadline=cfg.s3_request_deadline),
                     cfg.prefix,
                     pointer_ttl=cfg.pointer_ttl,
                     batch_ttl=cfg.batch_ttl,
                     max_batches=cfg.max_cached_batches,
+                    max_bytes=cfg.max_cached_bytes,
                     max_json_depth=cfg.max_json_depth,
                     max_batch_items=cfg.max_batch_items,
                 )
@@ -69,15 +70,21 @@ def store() -> PredictionStore:
 
 
 def s3_client(cfg: Settings) -> object:
-    """The container's S3 client, chosen once: the botocore-free one (chalice_app/store/s3_http.py)
-    when the environment holds credentials as Lambda provides them; otherwise botocore's client,
-    whose credential chain knows profiles, container and instance credentials and SSO."""
+    """The container's S3 client, chosen once (S3_CLIENT): the botocore-free one
+    (chalice_app/store/s3_http.py) inside the Lambda runtime ("auto") or when asked for ("stdlib"),
+    and only with credentials as Lambda provides them; botocore's client everywhere else: its
+    credential chain knows profiles, container and instance credentials and SSO, and moto's
+    `mock_aws` (which patches botocore alone) then needs nothing more."""
     from chalice_app.store import s3_http
 
-    client = s3_http.make_client(cfg)
-    if client is not None:
-        _state["s3_client_kind"] = "http"
-        return client
+    if s3_http.use_stdlib(cfg.s3_client):
+        client = s3_http.make_client(cfg)
+        if client is not None:
+            _state["s3_client_kind"] = "http"
+            return client
+        if cfg.s3_client == "stdlib":
+            log_event("s3_client_fallback", wanted="stdlib", client="botocore",
+                      detail="no AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY in the environment (or AWS_PROFILE set)")
     from chalice_app.aws_clients import make_s3_client
 
     _state["s3_client_kind"] = "botocore"

@@ -27,11 +27,20 @@ class Settings:
     # Batches are immutable by contract; revalidation only catches a --force republish.
     batch_ttl: float = 300.0
     max_cached_batches: int = 8
+    # The cached batches are also bounded by their estimated memory (Batch.nbytes; 1M rows: ~260 MB).
+    max_cached_bytes: int = 384 * 1024 * 1024
     latest_max_age: int = 60
     batch_max_age: int = 3600
     s3_connect_timeout: float = 1.0
     s3_read_timeout: float = 2.0
     s3_max_attempts: int = 2
+    # One bound on a whole S3 call (connect, every attempt, every read of the answer, a listing's
+    # pages): a server that drips bytes inside the read timeout is cut off here. Inside the Lambda
+    # timeout (10 s) and API Gateway's 29 s.
+    s3_request_deadline: float = 5.0
+    # Which S3 client reads batches: "stdlib" (chalice_app/store/s3_http.py), "botocore", or "auto":
+    # the botocore-free one inside the Lambda runtime only, botocore everywhere else (moto's mock_aws).
+    s3_client: str = "auto"
     retry_after: int = 5
     cors_origin: str = ""
     # Bounds on what one S3 object of the contract may cost a container (and the publish command):
@@ -56,11 +65,14 @@ ENV_VARS: dict[str, str] = {
     "POINTER_TTL_SECONDS": "pointer_ttl",
     "BATCH_TTL_SECONDS": "batch_ttl",
     "MAX_CACHED_BATCHES": "max_cached_batches",
+    "MAX_CACHED_BYTES": "max_cached_bytes",
     "LATEST_MAX_AGE_SECONDS": "latest_max_age",
     "BATCH_MAX_AGE_SECONDS": "batch_max_age",
     "S3_CONNECT_TIMEOUT_SECONDS": "s3_connect_timeout",
     "S3_READ_TIMEOUT_SECONDS": "s3_read_timeout",
     "S3_MAX_ATTEMPTS": "s3_max_attempts",
+    "S3_REQUEST_DEADLINE_SECONDS": "s3_request_deadline",
+    "S3_CLIENT": "s3_client",
     "RETRY_AFTER_SECONDS": "retry_after",
     "CORS_ALLOW_ORIGIN": "cors_origin",
     "MAX_STORED_BYTES": "max_stored_bytes",
@@ -70,19 +82,26 @@ ENV_VARS: dict[str, str] = {
     "FUTURE_DATE_DAYS": "future_date_days",
 }
 
+S3_CLIENTS = ("auto", "stdlib", "botocore")
+
 _TYPES = {f.name: f.type for f in fields(Settings)}
 
 
 def _convert(env_name: str, field: str, raw: str) -> object:
     kind = _TYPES[field]
     if kind == "str":
-        return raw.strip()
+        value = raw.strip()
+        if field == "s3_client" and value.lower() not in S3_CLIENTS:
+            raise SettingsError(f"{env_name}={raw!r}: one of {', '.join(S3_CLIENTS)}")
+        return value.lower() if field == "s3_client" else value
     try:
         value = int(raw) if kind == "int" else float(raw)
     except ValueError:
         raise SettingsError(f"{env_name}={raw!r}: expected a {kind} number") from None
     if value < 0 or (field == "s3_max_attempts" and value < 1):
         raise SettingsError(f"{env_name}={raw!r}: must be positive")
+    if field == "s3_request_deadline" and value <= 0:
+        raise SettingsError(f"{env_name}={raw!r}: must be more than 0")
     return value
 
 

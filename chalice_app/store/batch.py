@@ -5,22 +5,31 @@ answered from these structures. Sort orders and filters are cached per batch, so
 no work proportional to the batch size once its view exists.
 
 A batch read from S3 (`Batch.from_json`) is not held as a dict per prediction: a million rows of
-117 bytes would take ~800 MB that way. It keeps the document's bytes, the byte span of each chunk
-of ~64 KiB of rows, and the id index; rows are parsed a chunk at a time, strictly (contract_json),
-while loading, and again on demand into a small LRU of chunks when a page or an id needs them
-(each item's JSON answer is then kept, so a warm page or id costs the same at 1k rows as at 1M).
-A batch of more than `max_items` rows is refused (ObjectTooLarge) before it is held.
+117 bytes would take ~800 MB that way. It keeps the document's bytes, the byte offset of every row
+(one compact `array`, 4 bytes a row) and the id index. Loading checks every row as strictly as
+contract_json reads a document; a lookup then parses its one row (a page, its run of rows) again,
+strictly, so an id or a page costs the same at 1k rows as at 1M; each item's JSON answer is kept
+once made. A batch of more than `max_items` rows is refused (ObjectTooLarge) before it is held.
+
+How loading stays fast without a dict per row (docs/performance.md): rows that are flat objects with
+the same keys in the same order (what a model job writes) are checked a window of ~256 KiB at a time
+by one regular expression built for those keys, in C: the JSON grammar (strings, escapes, numbers,
+literals), each key exactly once, a valid id, a surrogate escape only in a pair, no number too
+large for a float; UTF-8 by a decode. The rows' offsets come from splitting the window on its rows' opening bytes and
+the ids from one findall. Anything that pattern does not take (nested values, other keys, escapes in
+keys, lone surrogate escapes, exponents of 3 digits, ...) is read by the exact reader, a chunk of
+~64 KiB at a time (contract_json, then the decoder for the offsets), which also names every error.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import threading
-from bisect import bisect_right
+from array import array
 from collections import OrderedDict
 from collections.abc import Iterator
-from itertools import chain, count, repeat
+from itertools import accumulate, chain, count, pairwise, repeat
+from operator import add
 from typing import Any
 
 from chalice_app.contract import ID_PATTERN, is_valid_date
@@ -35,23 +44,56 @@ _JOINED_IDS = re.compile(rf"(?:{ID_PATTERN.pattern})(?:\n(?:{ID_PATTERN.pattern}
 
 # Bounded so a client cycling through many q values cannot grow a container's memory without end.
 MAX_CACHED_VIEWS = 64
-# Rows are parsed this many bytes at a time (~550 rows of 117 bytes): a page or an id not seen
-# yet costs one chunk's parse (~0.3 ms); loading costs a few dozen microseconds per chunk.
+# The exact reader parses rows this many bytes at a time (~550 rows of 117 bytes); the fast one
+# checks windows of WINDOW_CHUNKS of them.
 CHUNK_BYTES = 64 * 1024
-# Parsed chunks kept per batch (those of the first rows are kept from the load).
-CACHED_CHUNKS = 32
+WINDOW_CHUNKS = 4
+# A window whose pattern stops early (the keys changed) is kept only with at least this many rows;
+# otherwise the exact reader takes a chunk, so that alternating shapes cannot cost a window per row.
+MIN_WINDOW_ROWS = 16
+# Documents smaller than this are read by the exact reader only.
+FAST_MIN_BYTES = 1024 * 1024
+# Rows parsed at a time when every row is needed (a sort, a filter, the site's items).
+BLOCK_ROWS = 4096
 # A split that turned out to fall inside a string or a nested value is moved this many times.
 MAX_SPLIT_RETRIES = 8
 # The document without its rows, and a document read whole (a shape the chunked reader does not
 # take), are bounded too: the first by bytes, the second by its count of "{" (an upper bound of rows).
 MAX_META_BYTES = 4 * 1024 * 1024
 WHOLE_PARSE_MAX_BYTES = 16 * 1024 * 1024
+# What Batch.nbytes counts per row beyond the text (the id's str, its index entry, the position's
+# int, a slot of the item texts), and per row held as a dict (the site's `items`).
+INDEX_BYTES_PER_ROW = 136
+DICT_BYTES_PER_ROW = 720
 _WS = rb"[ \t\n\r]*"
 _SPLIT = re.compile(rb"\}" + _WS + rb"," + _WS + rb"\{")
 _KEY = re.compile(_WS + rb'"((?:[^"\\]|\\.)*)"' + _WS + rb":" + _WS)
 _NEXT = re.compile(_WS + rb"([,}])")
 _SPACES = re.compile(_WS)
 _DECODER = json.JSONDecoder()
+_ROW_TAIL = b" \t\n\r,"  # what follows a row before the next one (stripped from a row's span)
+
+# The fast reader's grammar, in bytes (a strict subset of JSON's: what it refuses goes to the exact
+# reader, never the other way round). A string: no control character, only JSON's escapes, a surrogate
+# escape only as a high one then a low one (the pair the decoder joins). A number: JSON's, with at most
+# 200 digits before the point and 2 in the exponent, so it is always a finite float (< 1e300).
+_W = rb"[ \t\n\r]*+"
+_PAIRED = rb"[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+_ESCAPE = rb'\\(?:["\\/bfnrt]|u(?:(?![dD][89a-fA-F])[0-9a-fA-F]{4}|' + _PAIRED + rb'))'
+_STR = rb'"[^"\\\x00-\x1f]*+(?:' + _ESCAPE + rb'[^"\\\x00-\x1f]*+)*+"'
+_NUM = rb"-?+(?:0|[1-9][0-9]{0,199}+)(?:\.[0-9]++)?+(?:[eE][-+]?+[0-9]{1,2}+)?+"
+_VALUE = rb"(?:" + _STR + rb"|" + _NUM + rb"|true|false|null)"
+_ID_VALUE = b'"' + ID_PATTERN.pattern.encode().replace(b"}", b"}+") + b'"'
+_PAIR = _STR + _W + b":" + _W + _VALUE
+# One flat row, any keys: the first row of a window, whose keys make the window's pattern.
+# Compiled on first use (by re's own cache): a container whose batches are small never needs them.
+_FLAT_ROW = rb"\{" + _W + _PAIR + rb"(?:" + _W + b"," + _W + _PAIR + rb")*+" + _W + rb"\}"
+_ROW_SEP = re.compile(_W + b"," + _W)
+_SIMPLE_KEY = re.compile(r'[^"\\\x00-\x1f]*')
+# Ids of a window whose rows the pattern took (their key "id" proven to be each row's one "id").
+_IDS = rb'"id"' + _W + b":" + _W + rb'"([^"]*+)"'
+MAX_PATTERNS = 32
+_PATTERNS: dict[tuple[tuple[str, ...], bool], tuple[re.Pattern[bytes], re.Pattern[bytes]]] = {}
 
 
 class BatchContractError(ValueError):
@@ -63,16 +105,15 @@ class Batch:
 
     __slots__ = (
         "_body",
-        "_chunk_cache",
-        "_chunk_lock",
         "_field_names",
-        "_firsts",
         "_haystacks",
         "_item_texts",
         "_n",
+        "_row_depth",
         "_rows",
         "_sort_orders",
-        "_spans",
+        "_starts",
+        "_texts_bytes",  # what item texts and filters made on demand take (for nbytes)
         "_views",
         "date",
         "fields",
@@ -97,8 +138,8 @@ class Batch:
         self._rows: list[dict] | None = items
         self._n = len(items)
         self._body = b""
-        self._spans: list[tuple[int, int]] = []
-        self._firsts: list[int] = []
+        self._starts = array("I")
+        self._row_depth = 0
         self._field_names: frozenset[str] | None = None
         self._init_views()
 
@@ -117,8 +158,7 @@ class Batch:
         self._sort_orders: dict[tuple[str, bool], list[int]] = {}
         self._haystacks: list[str] | None = None
         self._item_texts: list[str | None] = [None] * self._n
-        self._chunk_cache: OrderedDict[int, list[dict]] = OrderedDict()
-        self._chunk_lock = threading.Lock()
+        self._texts_bytes = 0
 
     @classmethod
     def from_json(cls, body: bytes, source_etag: str = "", *, max_depth: int, max_items: int) -> Batch:
@@ -147,42 +187,40 @@ class Batch:
         """Every prediction as a dict (for the site renderer; the API reads rows by position)."""
         if self._rows is None:
             self._rows = list(self._iter_rows())
-            self._chunk_cache.clear()
         return self._rows
+
+    @property
+    def nbytes(self) -> int:
+        """About what this batch holds in memory: its text, row offsets, id index, the item texts
+        and filters made so far and, once asked for, the rows as dicts (an estimate, for the
+        cache's byte bound; cheap enough to ask on every request)."""
+        size = len(self._body) + self._starts.itemsize * len(self._starts) + self._texts_bytes
+        size += self._n * INDEX_BYTES_PER_ROW
+        if self._rows is not None:
+            size += self._n * DICT_BYTES_PER_ROW
+        return size
 
     def _row(self, pos: int) -> dict:
         rows = self._rows
         if rows is not None:
             return rows[pos]
-        chunk = bisect_right(self._firsts, pos) - 1
-        return self._chunk(chunk)[pos - self._firsts[chunk]]
+        return self._parse_rows(pos, pos + 1)[0]
 
-    def _chunk(self, chunk: int) -> list[dict]:
-        with self._chunk_lock:
-            cache = self._chunk_cache
-            rows = cache.get(chunk)
-            if rows is not None:
-                cache.move_to_end(chunk)
-                return rows
-        rows = self._parse_chunk(chunk)
-        with self._chunk_lock:
-            cache[chunk] = rows
-            while len(cache) > CACHED_CHUNKS:
-                cache.popitem(last=False)
-        return rows
-
-    def _parse_chunk(self, chunk: int) -> list[dict]:
-        start, end = self._spans[chunk]
-        # Checked strictly when loaded: a plain parse gives the same rows.
-        return json.loads(b"".join((b"[", self._body[start:end], b"]")).decode("utf-8"))
+    def _parse_rows(self, first: int, end: int, *, strict: bool = True) -> list[dict]:
+        """Rows first..end-1, from their bytes; strictly (contract_json) unless `strict` is False
+        (a pass over every row: they were checked strictly when loaded, a plain parse is the same)."""
+        starts = self._starts
+        text = b"".join((b"[", self._body[starts[first] : starts[end]].rstrip(_ROW_TAIL), b"]"))
+        if strict:
+            return contract_json.loads(text, self._row_depth)
+        return json.loads(text.decode("utf-8"))
 
     def _iter_rows(self) -> Iterator[dict]:
         if self._rows is not None:
             yield from self._rows
             return
-        for chunk in range(len(self._spans)):
-            cached = self._chunk_cache.get(chunk)
-            yield from cached if cached is not None else self._parse_chunk(chunk)
+        for first in range(0, self._n, BLOCK_ROWS):
+            yield from self._parse_rows(first, min(self._n, first + BLOCK_ROWS), strict=False)
 
     @property
     def field_names(self) -> frozenset[str]:
@@ -201,13 +239,34 @@ class Batch:
     def items_json(self, positions: list[int] | range) -> str:
         """The JSON array of these items; each item is encoded once per batch, then reused."""
         texts = self._item_texts
+        if self._rows is None:
+            missing = [pos for pos in positions if texts[pos] is None]
+            if missing:
+                self._encode_rows(missing)
         out = []
         for pos in positions:
             text = texts[pos]
             if text is None:
                 text = texts[pos] = encode(self._row(pos))
+                self._texts_bytes += len(text) + 49
             out.append(text)
         return "[" + ",".join(out) + "]"
+
+    def _encode_rows(self, positions: list[int]) -> None:
+        """The item texts of these rows, each run of consecutive rows parsed (strictly) at once."""
+        texts = self._item_texts
+        ordered = sorted(set(positions))
+        run_start = prev = ordered[0]
+        for pos in chain(ordered[1:], (None,)):
+            if pos is not None and pos == prev + 1:
+                prev = pos
+                continue
+            for offset, row in enumerate(self._parse_rows(run_start, prev + 1)):
+                if texts[run_start + offset] is None:
+                    text = texts[run_start + offset] = encode(row)
+                    self._texts_bytes += len(text) + 49
+            if pos is not None:
+                run_start = prev = pos
 
     def get(self, pid: str) -> dict | None:
         pos = self.index.get(pid)
@@ -276,6 +335,7 @@ class Batch:
                 "\x00".join(v for v in item.values() if isinstance(v, str)).casefold()
                 for item in self._iter_rows()
             ]
+            self._texts_bytes += sum(map(len, self._haystacks)) + 57 * self._n
         return self._haystacks
 
 
@@ -284,11 +344,11 @@ class _NotChunkable(Exception):
 
 
 def _read_chunked(batch: Batch, body: bytes, etag: str, max_depth: int, max_items: int) -> bool:
-    """Fill `batch` from `body` a chunk of rows at a time; False when the document's shape needs
+    """Fill `batch` from `body` a window of rows at a time; False when the document's shape needs
     the whole-document reader (which also names its errors the most precisely)."""
     try:
         start = _predictions_start(body)
-        spans, firsts, index, kept, end = _read_rows(body, start, max_depth, max_items)
+        starts, index, end = _read_rows(body, start, max_depth, max_items)
     except _NotChunkable:
         return False
     rest = b"".join((body[:start], b"[]", body[end:]))
@@ -302,11 +362,10 @@ def _read_chunked(batch: Batch, body: bytes, etag: str, max_depth: int, max_item
     batch._rows = None
     batch._n = len(index)
     batch._body = body
-    batch._spans = spans
-    batch._firsts = firsts
+    batch._starts = starts
+    batch._row_depth = max_depth - 1  # rows parsed as a list: [row, ...] is one level less deep
     batch._field_names = None  # on first use: only a sort request needs them
     batch._init_views()
-    batch._chunk_cache.update(kept)
     return True
 
 
@@ -356,34 +415,152 @@ def _byte_len(text: str) -> int:
 
 
 def _read_rows(body: bytes, start: int, max_depth: int, max_items: int) -> tuple:
-    """The rows of the array at body[start] ('['), read a chunk at a time and checked strictly.
+    """The rows of the array at body[start] ('['), checked strictly a window or a chunk at a time.
 
-    Returns the chunks' byte spans, the first row of each, the id index, the parsed rows of the
-    first chunks (kept for the first pages), and the offset past the ']'.
+    Returns the byte offset of every row followed by the offset of the array's ']' (so that row i
+    is body[starts[i]:starts[i + 1]] less the separator after it), the id index, and the offset
+    past the ']'.
     """
     pos = _SPACES.match(body, start + 1).end()
-    spans: list[tuple[int, int]] = []
-    firsts: list[int] = []
+    starts = array("I" if len(body) < 1 << 32 else "Q")
     index: dict[str, int] = {}
-    kept: dict[int, list[dict]] = {}
     row_depth = max_depth - 1
-    n = 0
     if body[pos : pos + 1] == b"]":
-        return spans, firsts, index, kept, pos + 1
+        starts.append(pos)
+        return starts, index, pos + 1
+    # A flat row is 3 deep in the document. Below FAST_MIN_BYTES the exact reader is as fast as
+    # building the window's pattern (~5 ms, once per container and shape of rows).
+    fast = max_depth >= 3 and len(body) >= FAST_MIN_BYTES
     while True:
-        rows, chunk_end, next_pos, array_end = _next_chunk(body, pos, row_depth)
-        first = n
-        n += len(rows)
-        if n > max_items:
+        window = _fast_window(body, pos) if fast else None
+        if window is None:
+            rows, chunk_end, next_pos, array_end = _next_chunk(body, pos, row_depth)
+            row_starts = _row_offsets(body, pos, chunk_end, len(rows))
+            ids: list = list(map(dict.get, rows, repeat("id")))
+            checked = False
+        else:
+            ids, row_starts, next_pos, array_end = window
+            checked = True
+        first = len(starts)
+        if first + len(ids) > max_items:
             raise ObjectTooLarge(f"batch holds more than {max_items:,} predictions (MAX_BATCH_ITEMS)")
-        _index_chunk(rows, first, index)
-        if len(kept) < CACHED_CHUNKS // 2:
-            kept[len(spans)] = rows
-        spans.append((pos, chunk_end))
-        firsts.append(first)
+        _index_ids(ids, first, index, checked=checked)
+        starts.extend(row_starts)
         if next_pos is None:
-            return spans, firsts, index, kept, array_end
+            starts.append(array_end - 1)
+            return starts, index, array_end
         pos = next_pos
+
+
+def _fast_window(body: bytes, pos: int) -> tuple | None:
+    """(ids, row offsets, start of the next row or None, offset past the array's ']' or -1) of the
+    rows from `pos` (a row's '{') up to about WINDOW_CHUNKS * CHUNK_BYTES, when they are flat
+    objects with the keys of the first one, in its order, and every check passes; None sends the
+    caller to the exact reader.
+
+    Why the pattern's word is enough: it matches a strict subset of JSON, from a row's start, so
+    every byte it matched is where it thinks it is (in a string or not). With simple keys (no quote,
+    backslash or control character), `{"k0":` (with its spaces) can only be a row's opening bytes
+    and `"id":"` only a row's id, never text inside a string: a string holds a quote only escaped.
+    """
+    first = re.compile(_FLAT_ROW).match(body, pos)
+    if first is None:
+        return None
+    found = _window_pattern(first.group())
+    if found is None:
+        return None
+    rows_re, opening = found
+    sep_match = opening.match(body, pos)
+    if sep_match is None:
+        return None
+    sep = sep_match.group()
+    limit = body.find(sep, pos + WINDOW_CHUNKS * CHUNK_BYTES)
+    matched = rows_re.match(body, pos, len(body) if limit < 0 else limit)
+    if matched is None:
+        return None
+    end = matched.end()
+    after = _ROW_SEP.match(body, end)
+    if after is not None and body[after.end() : after.end() + 1] == b"{":
+        next_pos: int | None = after.end()
+        array_end = -1
+    else:
+        close = _SPACES.match(body, end).end()
+        if body[close : close + 1] != b"]":
+            return None  # not a row, not the end: the exact reader says what it is
+        next_pos, array_end = None, close + 1
+    text = body[pos:end]
+    if not text.isascii():
+        try:
+            text.decode("utf-8")  # strict: the window starts and ends on ASCII bytes
+        except UnicodeDecodeError:
+            return None
+    raw_ids = re.compile(_IDS).findall(text)
+    parts = text.split(sep)
+    if parts[0] or len(parts) - 1 != len(raw_ids):
+        return None
+    if next_pos is not None and next_pos != limit and len(raw_ids) < MIN_WINDOW_ROWS:
+        return None  # the keys changed after a few rows: a chunk of the exact reader instead
+    ids = b"\n".join(raw_ids).decode("ascii").split("\n")
+    row_starts = accumulate(map(add, map(len, parts[1:-1]), repeat(len(sep))), initial=pos)
+    return ids, row_starts, next_pos, array_end
+
+
+def _window_pattern(row: bytes) -> tuple[re.Pattern[bytes], re.Pattern[bytes]] | None:
+    """(the pattern of a run of rows with this row's keys, the pattern of a row's opening bytes up
+    to its first ':'), or None when the row's keys are not simple or have no "id". A row without
+    whitespace (as the publish command writes them) gets a pattern without any (a third faster);
+    otherwise one that allows JSON's whitespace between every two tokens."""
+    try:
+        keys = tuple(json.loads(row.decode("utf-8")))
+    except (ValueError, RecursionError):
+        return None
+    for compact in (True, False):
+        found = _PATTERNS.get((keys, compact))
+        if found is None:
+            if "id" not in keys or not all(_SIMPLE_KEY.fullmatch(key) for key in keys):
+                return None
+            found = _PATTERNS[(keys, compact)] = _rows_pattern(keys, b"" if compact else _W)
+            if len(_PATTERNS) > MAX_PATTERNS:
+                del _PATTERNS[next(iter(_PATTERNS))]
+        if not compact or found[0].fullmatch(row) is not None:
+            return found
+    return None  # unreachable
+
+
+def _rows_pattern(keys: tuple[str, ...], ws: bytes) -> tuple[re.Pattern[bytes], re.Pattern[bytes]]:
+    """(a run of rows, a row's opening up to its first ':') with these keys, `ws` between tokens."""
+    pairs = [b'"' + re.escape(key.encode()) + b'"' + ws + b":" + ws + (_ID_VALUE if key == "id" else _VALUE)
+             for key in keys]
+    one = rb"\{" + ws + (ws + b"," + ws).join(pairs) + ws + rb"\}"
+    return (re.compile(one + rb"(?:" + ws + b"," + ws + one + rb")*+"),
+            re.compile(rb"\{" + ws + b'"' + re.escape(keys[0].encode()) + b'"' + ws + b":"))
+
+
+def _row_offsets(body: bytes, start: int, end: int, n: int) -> list[int]:
+    """The byte offsets of the `n` rows of body[start:end] (a chunk the exact reader parsed)."""
+    text = body[start:end].decode("utf-8")
+    scan = _DECODER.scan_once
+    chars = []
+    i = 0
+    while True:
+        chars.append(i)
+        try:
+            _, i = scan(text, i)
+        except StopIteration:
+            raise _NotChunkable from None
+        sep = _ROW_SEP_TEXT.match(text, i)
+        if sep is None:
+            break
+        i = sep.end()
+    if len(chars) != n or i != len(text):
+        raise _NotChunkable
+    if len(text) == end - start:  # ASCII: characters are bytes
+        return [start + c for c in chars]
+    sizes = [len(text[a:b].encode("utf-8")) for a, b in pairwise(chars)]
+    return list(accumulate(sizes, initial=start))
+
+
+_ROW_SEP_TEXT = re.compile(r"[ \t\n\r]*,[ \t\n\r]*")
 
 
 def _next_chunk(body: bytes, pos: int, row_depth: int) -> tuple[list[dict], int, int | None, int]:
@@ -464,34 +641,31 @@ def _exact_chunk(body: bytes, pos: int) -> tuple[int, int | None, int]:
             window *= 4
 
 
-def _index_chunk(rows: list[dict], first: int, index: dict[str, int]) -> None:
-    """Add the ids of these rows (positions from `first`) to `index`, checking as _index_fast and,
-    when a check fails, naming the row as _index_checked does."""
-    ids = list(map(dict.get, rows, repeat("id")))
-    try:
-        joined = "\n".join(ids)
-    except TypeError:
-        joined = None
-    if joined is not None and joined.count("\n") == len(ids) - 1 and _JOINED_IDS.fullmatch(joined) is not None:
-        size = len(index)
-        index.update(zip(ids, count(first)))
-        if len(index) == size + len(ids):
-            return
-        # A repeated id: within these rows (named exactly), or of an earlier chunk's row.
-        seen: set[str] = set()
-        for offset, pid in enumerate(ids):
-            if pid in seen:
-                raise BatchContractError(f"prediction #{first + offset} repeats id {pid!r}")
-            seen.add(pid)
-        raise BatchContractError(f"predictions #{first}-#{first + len(ids) - 1} repeat an id of an earlier row")
-    match = ID_PATTERN.fullmatch
+def _index_ids(ids: list, first: int, index: dict[str, int], *, checked: bool = False) -> None:
+    """Add these ids (positions from `first`) to `index`, checking as _index_fast (unless the fast
+    reader's pattern has `checked` them already) and, when a check fails, naming the row as
+    _index_checked does."""
+    if not checked:
+        try:
+            joined = "\n".join(ids)
+        except TypeError:
+            joined = None
+        if joined is None or joined.count("\n") != len(ids) - 1 or _JOINED_IDS.fullmatch(joined) is None:
+            match = ID_PATTERN.fullmatch
+            for offset, pid in enumerate(ids):
+                if not isinstance(pid, str) or match(pid) is None:
+                    raise BatchContractError(f"prediction #{first + offset} has an invalid id")
+    size = len(index)
+    index.update(zip(ids, count(first)))
+    if len(index) == size + len(ids):
+        return
+    # A repeated id: within these rows (named exactly), or of an earlier row.
+    seen: set[str] = set()
     for offset, pid in enumerate(ids):
-        pos = first + offset
-        if not isinstance(pid, str) or match(pid) is None:
-            raise BatchContractError(f"prediction #{pos} has an invalid id")
-        if pid in index:
-            raise BatchContractError(f"prediction #{pos} repeats id {pid!r}")
-        index[pid] = pos
+        if pid in seen:
+            raise BatchContractError(f"prediction #{first + offset} repeats id {pid!r}")
+        seen.add(pid)
+    raise BatchContractError(f"predictions #{first}-#{first + len(ids) - 1} repeat an id of an earlier row")
 
 
 def _index_fast(items: list) -> dict[str, int] | None:

@@ -32,6 +32,7 @@ FAULT_BACKOFF_SECONDS = 5.0
 MAX_NEGATIVE_ENTRIES = 256
 DEFAULT_MAX_JSON_DEPTH = Settings().max_json_depth
 DEFAULT_MAX_BATCH_ITEMS = Settings().max_batch_items
+DEFAULT_MAX_CACHED_BYTES = Settings().max_cached_bytes
 
 
 class BatchNotFound(Exception):
@@ -94,6 +95,7 @@ class PredictionStore:
         pointer_ttl: float = 30.0,
         batch_ttl: float = 300.0,
         max_batches: int = 8,
+        max_bytes: int = DEFAULT_MAX_CACHED_BYTES,
         max_json_depth: int = DEFAULT_MAX_JSON_DEPTH,
         max_batch_items: int = DEFAULT_MAX_BATCH_ITEMS,
         clock: Callable[[], float] = time.monotonic,
@@ -103,6 +105,9 @@ class PredictionStore:
         self.pointer_ttl = pointer_ttl
         self.batch_ttl = batch_ttl
         self.max_batches = max(1, max_batches)
+        # Parsed batches are also bounded by what they hold (Batch.nbytes); the batch being served
+        # is always kept, even alone over the bound. 0: no byte bound.
+        self.max_bytes = max_bytes
         self.max_json_depth = max_json_depth
         self.max_batch_items = max_batch_items
         self.clock = clock
@@ -179,7 +184,7 @@ class PredictionStore:
                     self._expire("dates")
                 raise BatchNotFound(date) from None
             self._batches.move_to_end(date)
-            if len(self._batches) > self.max_batches:
+            if len(self._batches) > self.max_batches or self.max_bytes:
                 self._evict()
             return answer
 
@@ -260,8 +265,16 @@ class PredictionStore:
             return Answer(value, False, False)
 
     def _evict(self) -> None:
-        real = [k for k, e in self._batches.items() if _is_value(e.value)]
-        for key in real[: max(0, len(real) - self.max_batches)]:
+        """The least recently used batches out, past MAX_CACHED_BATCHES or MAX_CACHED_BYTES (the
+        most recent one, being served, always stays)."""
+        real = [(k, e.value) for k, e in self._batches.items() if _is_value(e.value)]
+        drop = max(0, len(real) - self.max_batches)
+        if self.max_bytes:
+            held = sum(batch.nbytes for _, batch in real[drop:])
+            while drop < len(real) - 1 and held > self.max_bytes:
+                held -= real[drop][1].nbytes
+                drop += 1
+        for key, _ in real[:drop]:
             del self._batches[key]
 
     @staticmethod

@@ -26,6 +26,17 @@ as the botocore client S3Source used to hold, so that S3Source keeps one set of 
   runtime (botocore/cacert.pem, located without importing botocore: the same trust as the botocore
   client), or the system's default store when that file is absent.
 
+- A deadline per call (S3_REQUEST_DEADLINE_SECONDS): connect, every attempt, the backoff between
+  them and every read of the answer (a GetObject's body included) end by then, whatever the server
+  does: a timer shuts the socket down, so a server sending one byte every half second (each read
+  inside the read timeout) is cut off too. `operation(seconds)` puts several calls (a listing's
+  pages) under one deadline. Past it: DeadlineExceeded.
+- XML answers (listings) with a DOCTYPE are refused before any entity is expanded; listing keys are
+  decoded as S3 encodes them with encoding-type=url (`+` is a space, then %XX).
+
+Where it runs: chosen by `use_stdlib()` (the S3_CLIENT setting; "auto" means inside the Lambda
+runtime only), so a test under moto's `mock_aws`, which patches botocore alone, gets botocore.
+
 Credentials: only from the environment, as Lambda provides them (AWS_ACCESS_KEY_ID,
 AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN). `env_credentials()` returns None for anything else
 (a profile, container or instance credentials, SSO) and the container uses the botocore client.
@@ -33,15 +44,17 @@ AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN). `env_credentials()` returns None for 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import hmac
 import http.client
+import math
 import os
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -61,6 +74,7 @@ THROTTLE_CODES = frozenset((
 # An error body is read for its <Code> only: bounded, whatever the server sends.
 MAX_ERROR_BODY = 64 * 1024
 MAX_LISTING_BODY = 8 * 1024 * 1024
+READ_PIECE = 1024 * 1024
 
 
 # -- errors, named as botocore's ----------------------------------------------------------------------
@@ -100,6 +114,14 @@ class ConnectionClosedError(TransportError):
     pass
 
 
+class DeadlineExceeded(TransportError):
+    """The call's deadline passed (S3_REQUEST_DEADLINE_SECONDS): never retried."""
+
+
+class DoctypeRefused(S3HttpError):
+    """An XML answer carried a DOCTYPE (entities, external references): refused, never expanded."""
+
+
 class ResponseStreamingError(S3HttpError):
     """Reading a 200's body broke (a reset mid-body): not retried, as with botocore."""
 
@@ -131,6 +153,25 @@ def env_credentials(env: Mapping[str, str] | None = None) -> Credentials | None:
     if not access or not secret or env.get("AWS_PROFILE"):
         return None
     return Credentials(access, secret, env.get("AWS_SESSION_TOKEN") or None)
+
+
+def in_lambda_runtime(env: Mapping[str, str] | None = None) -> bool:
+    """Whether this process runs in the Lambda runtime, by the variables the runtime sets.
+
+    AWS_EXECUTION_ENV alone says nothing: Chalice sets it in every process that imports an app
+    (chalice local, chalice.test.Client, a unit test).
+    """
+    env = os.environ if env is None else env
+    return bool(env.get("AWS_LAMBDA_FUNCTION_NAME")) and bool(
+        env.get("LAMBDA_TASK_ROOT") or env.get("AWS_LAMBDA_RUNTIME_API"))
+
+
+def use_stdlib(choice: str, env: Mapping[str, str] | None = None) -> bool:
+    """Whether the container reads S3 with this client: S3_CLIENT=stdlib, or "auto" inside Lambda."""
+    choice = (choice or "auto").lower()
+    if choice == "stdlib":
+        return True
+    return choice == "auto" and in_lambda_runtime(env)
 
 
 def env_region(env: Mapping[str, str] | None = None) -> str:
@@ -258,6 +299,69 @@ def tls_context() -> Any:
     return context
 
 
+# -- the deadline -----------------------------------------------------------------------------------
+
+
+def _shutdown(sock: Any) -> None:
+    """Wake whatever thread is blocked on the socket (TLS or not): reads then see the end."""
+    import socket as socket_module
+
+    try:
+        socket_module.socket.shutdown(sock, socket_module.SHUT_RDWR)
+    except (OSError, TypeError, ValueError):
+        pass
+
+
+class Deadline:
+    """One call's (or operation's) end: every timeout is cut to what is left, and at the end a timer
+    shuts down the socket in use, which ends a read that keeps getting a byte just in time."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self.at = math.inf if seconds is None else time.monotonic() + seconds
+        self.expired = False
+        self._sock: Any = None
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+        if seconds is not None:  # None: no deadline at all
+            self._timer = threading.Timer(max(0.0, seconds), self._fire)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def remaining(self) -> float:
+        return self.at - time.monotonic()
+
+    def passed(self) -> bool:
+        """Whether the deadline is over (a socket timeout cut to it may beat the timer by a hair)."""
+        return self.expired or self.remaining() <= 0.005
+
+    def timeout(self, limit: float) -> float:
+        """`limit` or what is left of the deadline, whichever is less; DeadlineExceeded when none is."""
+        left = self.remaining()
+        if self.expired or left <= 0:
+            self.expired = True
+            raise DeadlineExceeded("the request deadline passed")
+        return min(limit, left)
+
+    def watch(self, sock: Any) -> None:
+        with self._lock:
+            self._sock = sock
+            if self.expired and sock is not None:
+                _shutdown(sock)
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.expired = True
+            if self._sock is not None:
+                _shutdown(self._sock)
+
+    def finish(self) -> None:
+        """The call is over (its body read or dropped): the timer must not touch a reused socket."""
+        with self._lock:
+            self._sock = None
+        if self._timer is not None:
+            self._timer.cancel()
+
+
 # -- the wire ---------------------------------------------------------------------------------------
 
 
@@ -295,12 +399,28 @@ class Body:
     """A response body with botocore's read errors: a reset is ResponseStreamingError, a short body
     IncompleteReadError. `read(n)` gives at most n bytes and b"" at the end."""
 
-    def __init__(self, response: Response, length: int | None) -> None:
+    def __init__(self, response: Response, length: int | None, deadline: Deadline | None = None) -> None:
         self._response = response
         self._length = length
         self._got = 0
+        self._deadline = deadline  # finished with the body when the call owns it
 
     def read(self, amt: int | None = None) -> bytes:
+        try:
+            data = self._read(amt)
+        except BaseException:
+            self._done()
+            raise
+        if not data:
+            self._done()
+        return data
+
+    def _done(self) -> None:
+        if self._deadline is not None:
+            self._deadline.finish()
+            self._deadline = None
+
+    def _read(self, amt: int | None) -> bytes:
         try:
             data = self._response.read(amt)
         except (http.client.IncompleteRead) as exc:
@@ -317,6 +437,7 @@ class Body:
 
     def close(self) -> None:
         self._response.close()
+        self._done()
 
 
 class HttpS3Client:
@@ -324,13 +445,14 @@ class HttpS3Client:
 
     def __init__(self, creds: Credentials, region: str, *, endpoint: str | None = None,
                  connect_timeout: float = 1.0, read_timeout: float = 2.0, max_attempts: int = 2,
-                 clock: Callable[[], str] = amz_now) -> None:
+                 deadline: float = 5.0, clock: Callable[[], str] = amz_now) -> None:
         self.creds = creds
         self.region = region
         self.endpoint = endpoint
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.max_attempts = max(1, max_attempts)
+        self.deadline = deadline
         self.clock = clock
         self._bucket_regions: dict[str, str] = {}
         self._local = threading.local()  # one connection per thread: chalice local answers on several
@@ -340,16 +462,46 @@ class HttpS3Client:
         self.send_hooks: list[Callable[[Request], Response | None]] = []
         self.last_send_injected = False
 
+    # -- deadlines ----------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def operation(self, seconds: float | None = None) -> Iterator[Deadline]:
+        """Every call of this thread inside the block (a listing's pages, a GetObject and its body)
+        under one deadline of `seconds` (default: the client's)."""
+        outer = getattr(self._local, "deadline", None)
+        if outer is not None:  # already inside one: it stays the bound
+            yield outer
+            return
+        deadline = Deadline(self.deadline if seconds is None else seconds)
+        self._local.deadline = deadline
+        try:
+            yield deadline
+        finally:
+            self._local.deadline = None
+            deadline.finish()
+
+    def _deadline(self) -> tuple[Deadline, bool]:
+        """This call's deadline, and whether the call owns it (no operation() around it)."""
+        outer = getattr(self._local, "deadline", None)
+        return (outer, False) if outer is not None else (Deadline(self.deadline), True)
+
     # -- the two operations -------------------------------------------------------------------------
 
     def get_object(self, *, Bucket: str, Key: str, IfNoneMatch: str | None = None) -> dict:
         params = {"Bucket": Bucket, "Key": Key, **({"IfNoneMatch": IfNoneMatch} if IfNoneMatch else {})}
         headers = {"if-none-match": IfNoneMatch} if IfNoneMatch else {}
-        response = self._call("GetObject", params, Bucket, Key, None, "/" + quote_key(Key), "", headers)
+        deadline, own = self._deadline()
+        try:
+            response = self._call("GetObject", params, Bucket, Key, None, "/" + quote_key(Key), "", headers,
+                                  deadline)
+        except BaseException:
+            if own:
+                deadline.finish()
+            raise
         length = response.headers.get("content-length")
         size = int(length) if length is not None and length.isdigit() else None
-        return {"Body": Body(response, size), "ContentLength": size, "ETag": response.headers.get("etag", ""),
-                "ContentEncoding": response.headers.get("content-encoding")}
+        return {"Body": Body(response, size, deadline if own else None), "ContentLength": size,
+                "ETag": response.headers.get("etag", ""), "ContentEncoding": response.headers.get("content-encoding")}
 
     def list_objects_v2(self, *, Bucket: str, Prefix: str = "", ContinuationToken: str | None = None) -> dict:
         params = {"Bucket": Bucket, "Prefix": Prefix,
@@ -357,28 +509,35 @@ class HttpS3Client:
         query = {"list-type": "2", "prefix": Prefix, "encoding-type": "url"}
         if ContinuationToken:
             query["continuation-token"] = ContinuationToken
-        response = self._call("ListObjectsV2", params, Bucket, None, Prefix, "/", query_string(query), {})
-        text = Body(response, None).read(MAX_LISTING_BODY + 1)
-        if len(text) > MAX_LISTING_BODY:
-            response.close()
-            raise ResponseStreamingError("listing page over the size limit")
+        deadline, own = self._deadline()
+        try:
+            response = self._call("ListObjectsV2", params, Bucket, None, Prefix, "/", query_string(query), {},
+                                  deadline)
+            text = _read_all(Body(response, None), MAX_LISTING_BODY + 1)
+            if len(text) > MAX_LISTING_BODY:
+                response.close()
+                raise ResponseStreamingError("listing page over the size limit")
+        finally:
+            if own:
+                deadline.finish()
         return parse_listing(text)
 
     # -- one call: attempts, retries, backoff --------------------------------------------------------
 
     def _call(self, op: str, params: dict, bucket: str, key: str | None, prefix: str | None, path: str,
-              query: str, headers: dict[str, str]) -> Response:
+              query: str, headers: dict[str, str], deadline: Deadline) -> Response:
         for hook in self.call_hooks:
             hook(op, params)
         attempt = 0
         while True:
             attempt += 1
             try:
-                response = self._send_once(op, bucket, key, prefix, path, query, headers)
+                response = self._send_once(op, bucket, key, prefix, path, query, headers, deadline)
+            except DeadlineExceeded:
+                raise
             except TransportError:
-                if attempt >= self.max_attempts:
+                if attempt >= self.max_attempts or not self._backoff(deadline, attempt, throttled=False):
                     raise
-                time.sleep(self.delay(attempt, throttled=False))
                 continue
             if response.status in (200, 206):
                 return response
@@ -386,9 +545,17 @@ class HttpS3Client:
             if response.status == 304:
                 raise S3ClientError("304", 304, "Not Modified", op)
             retryable = response.status in TRANSIENT_STATUS or code in TRANSIENT_CODES or code in THROTTLE_CODES
-            if not retryable or attempt >= self.max_attempts:
+            if (not retryable or attempt >= self.max_attempts
+                    or not self._backoff(deadline, attempt, throttled=code in THROTTLE_CODES)):
                 raise S3ClientError(code, response.status, "", op)
-            time.sleep(self.delay(attempt, throttled=code in THROTTLE_CODES))
+
+    def _backoff(self, deadline: Deadline, attempt: int, *, throttled: bool) -> bool:
+        """Sleep before the next attempt; False (no sleep) when the deadline would pass meanwhile."""
+        pause = self.delay(attempt, throttled=throttled)
+        if deadline.passed() or pause >= deadline.remaining():
+            return False
+        time.sleep(pause)
+        return True
 
     def delay(self, attempt: int, *, throttled: bool) -> float:
         """botocore standard mode: rand(0, 1) * min(base * 2**i, 20 s), i the 0-based attempt."""
@@ -410,7 +577,7 @@ class HttpS3Client:
         return str(response.status)
 
     def _send_once(self, op: str, bucket: str, key: str | None, prefix: str | None, path: str, query: str,
-                   headers: dict[str, str]) -> Response:
+                   headers: dict[str, str], deadline: Deadline | None = None) -> Response:
         for _redirect in range(2):
             scheme, netloc, full_path = self._address(bucket, path)
             host = host_header(scheme, netloc)
@@ -424,7 +591,11 @@ class HttpS3Client:
                 if injected is not None:
                     self.last_send_injected = True
                     return injected
-            response = self._http(scheme, netloc, target, signed)
+            self._local.call_deadline = deadline  # _http's (its signature is the tests' seam to moto)
+            try:
+                response = self._http(scheme, netloc, target, signed)
+            finally:
+                self._local.call_deadline = None
             moved = response.headers.get("x-amz-bucket-region")
             if response.status in (301, 400) and moved and moved != region and self.endpoint is None:
                 response.close()
@@ -445,21 +616,25 @@ class HttpS3Client:
 
     # -- http.client --------------------------------------------------------------------------------
 
-    def _connection(self, scheme: str, netloc: str) -> tuple[http.client.HTTPConnection, bool]:
+    def _connection(self, scheme: str, netloc: str,
+                    deadline: Deadline | None = None) -> tuple[http.client.HTTPConnection, bool]:
         """This thread's connection to netloc, and whether it was used before (it may have gone stale)."""
         conns: dict = getattr(self._local, "conns", None) or {}
         self._local.conns = conns
         conn = conns.get((scheme, netloc))
         if conn is not None and conn.sock is not None:
             return conn, True
+        timeout = self.connect_timeout if deadline is None else deadline.timeout(self.connect_timeout)
         if scheme == "https":
-            conn = http.client.HTTPSConnection(netloc, timeout=self.connect_timeout, context=tls_context())
+            conn = http.client.HTTPSConnection(netloc, timeout=timeout, context=tls_context())
         else:
-            conn = http.client.HTTPConnection(netloc, timeout=self.connect_timeout)
+            conn = http.client.HTTPConnection(netloc, timeout=timeout)
         try:
             conn.connect()
         except TimeoutError as exc:
             conn.close()
+            if deadline is not None and deadline.passed():
+                raise DeadlineExceeded(f"the request deadline passed connecting to {netloc}") from None
             raise ConnectTimeoutError(f"connect timeout on {netloc}: {exc}") from None
         except OSError as exc:
             conn.close()
@@ -469,40 +644,80 @@ class HttpS3Client:
         return conn, False
 
     def _http(self, scheme: str, netloc: str, target: str, headers: dict[str, str]) -> Response:
+        deadline = getattr(self._local, "call_deadline", None)
+        if deadline is None:  # a caller outside _call: the timeouts only
+            deadline = Deadline(None)
         for fresh_retry in range(2):
-            conn, reused = self._connection(scheme, netloc)
+            conn, reused = self._connection(scheme, netloc, deadline)
+            deadline.watch(conn.sock)
             try:
+                conn.sock.settimeout(deadline.timeout(self.read_timeout))
                 conn.putrequest("GET", target, skip_host=True, skip_accept_encoding=True)
                 for name, value in headers.items():
                     conn.putheader(name, value)
                 conn.endheaders()
                 raw = conn.getresponse()
+            except DeadlineExceeded:
+                conn.close()
+                raise
             except TimeoutError as exc:
                 conn.close()
+                if deadline.passed():
+                    raise DeadlineExceeded(f"the request deadline passed waiting for {netloc}") from None
                 raise ReadTimeoutError(f"read timeout on {netloc}: {exc}") from None
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()
+                if deadline.passed():
+                    raise DeadlineExceeded(f"the request deadline passed waiting for {netloc}") from None
                 # A kept-alive connection the server closed meanwhile: once more on a new one.
                 if reused and fresh_retry == 0 and isinstance(
                         exc, (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)):
                     continue
                 raise ConnectionClosedError(f"connection to {netloc} broke: {type(exc).__name__}") from None
-            return Response(raw.status, dict(raw.getheaders()), _reader(raw, conn), functools.partial(_drop, raw, conn))
+            return Response(raw.status, dict(raw.getheaders()), _reader(raw, conn, deadline, self.read_timeout),
+                            functools.partial(_drop, raw, conn))
         raise AssertionError("unreachable")
 
 
-def _reader(raw: http.client.HTTPResponse, conn: http.client.HTTPConnection) -> Callable[[int], bytes]:
+def _reader(raw: http.client.HTTPResponse, conn: http.client.HTTPConnection, deadline: Deadline | None = None,
+            read_timeout: float | None = None) -> Callable[[int], bytes]:
     def read(amt: int) -> bytes:
         try:
-            return raw.read() if amt < 0 else raw.read(amt)
+            if deadline is not None and conn.sock is not None and read_timeout is not None:
+                conn.sock.settimeout(deadline.timeout(read_timeout))
+            data = raw.read() if amt < 0 else raw.read(amt)
+        except DeadlineExceeded:
+            _drop(raw, conn)
+            raise
         except TimeoutError:
             _drop(raw, conn)
+            if deadline is not None and deadline.passed():
+                raise DeadlineExceeded("the request deadline passed in the body") from None
             raise ReadTimeoutError("read timeout in the body") from None
         except BaseException:
             _drop(raw, conn)
+            if deadline is not None and deadline.passed():
+                raise DeadlineExceeded("the request deadline passed in the body") from None
             raise
+        if deadline is not None and deadline.expired:
+            # The timer shut the socket down: what looks like the end of the body is not.
+            _drop(raw, conn)
+            raise DeadlineExceeded("the request deadline passed in the body")
+        return data
 
     return read
+
+
+def _read_all(body: Body, limit: int) -> bytes:
+    """Up to `limit` bytes of a body, read to its end."""
+    chunks, total = [], 0
+    while total < limit:
+        chunk = body.read(min(READ_PIECE, limit - total))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)
 
 
 def _drop(raw: http.client.HTTPResponse, conn: http.client.HTTPConnection) -> None:
@@ -515,21 +730,51 @@ def _drop(raw: http.client.HTTPResponse, conn: http.client.HTTPConnection) -> No
 # -- ListObjectsV2's XML ----------------------------------------------------------------------------
 
 
+def has_doctype(text: bytes) -> bool:
+    """Whether an XML answer declares a DOCTYPE or entities (also spelled in UTF-16)."""
+    if b"\x00" in text[:4]:
+        text = text.replace(b"\x00", b"")
+    return b"<!DOCTYPE" in text or b"<!ENTITY" in text
+
+
+class _NoDoctype:
+    """A TreeBuilder target that refuses a DOCTYPE the moment expat meets it, before any entity."""
+
+    def __new__(cls) -> Any:
+        from xml.etree import ElementTree
+
+        class Builder(ElementTree.TreeBuilder):
+            def doctype(self, name: str, pubid: str, system: str) -> None:
+                raise DoctypeRefused("XML answer with a DOCTYPE")
+
+        return Builder()
+
+
 def parse_listing(text: bytes) -> dict:
-    """Keys (url-decoded), IsTruncated and NextContinuationToken of a ListObjectsV2 answer."""
-    from urllib.parse import unquote
+    """Keys (url-decoded), IsTruncated and NextContinuationToken of a ListObjectsV2 answer.
+
+    A DOCTYPE is refused (S3 never sends one; an entity referenced 700,000 times would take
+    hundreds of MB). Keys of an encoding-type=url listing are decoded as S3 encodes them: `+` is a
+    space, then %XX (unquote_plus, as botocore decodes them)."""
+    from urllib.parse import unquote_plus
     from xml.etree import ElementTree
 
+    if has_doctype(text):
+        raise DoctypeRefused("listing with a DOCTYPE")
     try:
-        root = ElementTree.fromstring(text)  # noqa: S314 - S3's answer over a signed connection
+        parser = ElementTree.XMLParser(target=_NoDoctype())  # noqa: S314 - no DOCTYPE, so no entities
+        parser.feed(text)
+        root = parser.close()
     except ElementTree.ParseError as exc:
         raise ResponseStreamingError(f"listing is not XML: {exc}") from None
+    if root is None or not isinstance(root.tag, str):
+        raise ResponseStreamingError("listing is not XML")
     ns = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
     url_encoded = (root.findtext(f"{ns}EncodingType") or "").lower() == "url"
     contents = []
     for node in root.iter(f"{ns}Contents"):
         key = node.findtext(f"{ns}Key") or ""
-        contents.append({"Key": unquote(key) if url_encoded else key})
+        contents.append({"Key": unquote_plus(key) if url_encoded else key})
     out: dict = {"Contents": contents, "IsTruncated": (root.findtext(f"{ns}IsTruncated") or "").lower() == "true"}
     token = root.findtext(f"{ns}NextContinuationToken")
     if token:
@@ -544,4 +789,5 @@ def make_client(settings: Any, env: Mapping[str, str] | None = None) -> HttpS3Cl
         return None
     return HttpS3Client(creds, env_region(env), endpoint=env_endpoint(env),
                         connect_timeout=settings.s3_connect_timeout, read_timeout=settings.s3_read_timeout,
-                        max_attempts=settings.s3_max_attempts)
+                        max_attempts=settings.s3_max_attempts,
+                        deadline=getattr(settings, "s3_request_deadline", 5.0))

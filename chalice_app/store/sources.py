@@ -13,6 +13,8 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import socket
+import threading
 import zlib
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -28,6 +30,10 @@ DEFAULT_MAX_BATCH_BYTES = _DEFAULTS.max_batch_bytes
 # limits whatever a Content-Length header or a gzip trailer claims.
 READ_CHUNK = 1024 * 1024
 INFLATE_CHUNK = 8 * 1024 * 1024
+DEFAULT_DEADLINE = _DEFAULTS.s3_request_deadline
+# A listing of the dates takes at most this many pages (1,000 keys each): decades of daily batches.
+# A repeated continuation token is refused at once: S3 never sends one twice.
+MAX_LISTING_PAGES = 100
 
 
 class NotFound(Exception):
@@ -171,27 +177,88 @@ def _is_client_error(exc: Exception) -> bool:
     return isinstance(getattr(exc, "response", None), dict) and "Error" in exc.response  # type: ignore[attr-defined]
 
 
+class DeadlineExceeded(Exception):
+    """A botocore call outlived the deadline (the botocore-free client raises its own, same name)."""
+
+
+class ListingLoop(Exception):
+    """A listing repeated a continuation token, or ran past MAX_LISTING_PAGES."""
+
+
+def _abort_botocore_body(response: dict) -> None:
+    """Shut down the socket under a botocore GetObject body, so the thread reading it wakes up."""
+    raw = getattr(response.get("Body"), "_raw_stream", None)
+    conn = getattr(raw, "connection", None) or getattr(raw, "_connection", None)
+    sock = getattr(conn, "sock", None)
+    if sock is not None:
+        try:
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        except (OSError, TypeError, ValueError):
+            pass
+
+
+def _within(seconds: float, work: Any, abort: Any) -> Any:
+    """work() on a thread of its own, waited for `seconds` at most: botocore has no deadline of its
+    own (each read only has its timeout), so a server dripping bytes is left behind here, and
+    abort() wakes the thread where it can (a GetObject body; a listing's thread ends when its
+    server stops: only the botocore client, i.e. outside Lambda, ever gets here)."""
+    box: dict = {}
+
+    def run() -> None:
+        try:
+            box["value"] = work()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller as is
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, name="s3-call", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        abort()
+        raise DeadlineExceeded(f"no answer within the {seconds:g} s deadline")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
 class S3Source:
     """Reads the predictions bucket through one client: s3_http.HttpS3Client on the request path, or
-    a botocore client (credentials from anywhere else); both take botocore's call shape."""
+    a botocore client (credentials from anywhere else); both take botocore's call shape.
+
+    Each get() and list_dates() is bounded by `deadline` seconds as a whole (connect, retries, every
+    read, every page), whichever client: past it, SourceUnavailable("DeadlineExceeded")."""
 
     def __init__(self, client: Any, bucket: str, *, max_stored_bytes: int = DEFAULT_MAX_STORED_BYTES,
-                 max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES) -> None:
+                 max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES, deadline: float = DEFAULT_DEADLINE) -> None:
         self.client = client
         self.bucket = bucket
         self.max_stored_bytes = max_stored_bytes
         self.max_batch_bytes = max_batch_bytes
+        self.deadline = deadline
+
+    def _bounded(self, work: Any, abort: Any = lambda: None) -> Any:
+        operation = getattr(self.client, "operation", None)
+        if operation is not None:  # the botocore-free client: its own deadline, its sockets cut
+            with operation(self.deadline):
+                return work()
+        if not hasattr(self.client, "meta"):  # a fake client in a test: nothing to bound
+            return work()
+        return _within(self.deadline, work, abort)
 
     def get(self, key: str, if_none_match: str | None = None) -> Fetched | None:
         kwargs = {"Bucket": self.bucket, "Key": key}
         if if_none_match:
             kwargs["IfNoneMatch"] = if_none_match
         response: dict = {}
-        try:
-            response = self.client.get_object(**kwargs)
+
+        def fetch() -> bytes:
+            response.update(self.client.get_object(**kwargs))
             length = response.get("ContentLength")
-            raw = read_bounded(response["Body"].read, self.max_stored_bytes,
-                               length if isinstance(length, int) else None, key)
+            return read_bounded(response["Body"].read, self.max_stored_bytes,
+                                length if isinstance(length, int) else None, key)
+
+        try:
+            raw = self._bounded(fetch, lambda: _abort_botocore_body(response))
         except ObjectTooLarge:
             _close(response.get("Body"))  # the rest of the body is never read: drop the connection
             raise
@@ -199,6 +266,10 @@ class S3Source:
             if _is_client_error(exc):
                 code = error_code(exc)
                 if code in ("304", "NotModified"):
+                    if not if_none_match:
+                        # Not Modified to a GET that named no ETag: an answer S3 cannot give.
+                        raise SourceUnavailable(f"S3 answered 304 to an unconditional GET of {key}",
+                                                "UnexpectedNotModified") from None
                     return None
                 if code in ("NoSuchKey", "404"):
                     raise NotFound(key) from None
@@ -213,17 +284,27 @@ class S3Source:
         # Every key under the prefix, not the "folders": a folder holding only a stray object
         # (_SUCCESS, a console's "folder/" marker, a half-copied upload) is not a date.
         dates: list[str] = []
-        kwargs = {"Bucket": self.bucket, "Prefix": prefix}
-        try:
-            while True:
+
+        def pages() -> None:
+            kwargs = {"Bucket": self.bucket, "Prefix": prefix}
+            seen: set[str] = set()
+            for _page in range(MAX_LISTING_PAGES):
                 page = self.client.list_objects_v2(**kwargs)
                 for obj in page.get("Contents", ()):
                     date = date_from_key(prefix, obj["Key"])
                     if date is not None:
                         dates.append(date)
                 if not page.get("IsTruncated"):
-                    break
-                kwargs["ContinuationToken"] = page["NextContinuationToken"]
+                    return
+                token = page.get("NextContinuationToken")
+                if not token or token in seen:
+                    raise ListingLoop(f"listing of {prefix} repeated (or dropped) its continuation token")
+                seen.add(token)
+                kwargs["ContinuationToken"] = token
+            raise ListingLoop(f"listing of {prefix} is longer than {MAX_LISTING_PAGES} pages")
+
+        try:
+            self._bounded(pages)
         except Exception as exc:  # noqa: BLE001 - as in get()
             if _is_client_error(exc):
                 code = error_code(exc) or "error"
