@@ -5,8 +5,9 @@ from __future__ import annotations
 from bench.stats import median_of, ratio
 
 # The limits of the performance targets (docs/performance.md); each target reads "value <= limit".
-# The zip carries jinja2 and the templates for the site-rendering function (one zip for every function).
-COLD_RATIO, WARM_PAGE_RATIO, FLAT_RATIO, LOAD_MS, RSS_MB, ZIP_KB = 0.4, 0.5, 1.10, 2000.0, 450.0, 300.0
+# The zip carries jinja2, markupsafe (compiled for the runtime) and the templates for the site-rendering
+# function (one zip for every function): 600 KB is the budget.
+COLD_RATIO, WARM_PAGE_RATIO, FLAT_RATIO, LOAD_MS, RSS_MB, ZIP_KB = 0.4, 0.5, 1.10, 2000.0, 450.0, 600.0
 COLD_RSS_MB = 30.0
 
 

@@ -51,6 +51,16 @@ def test_one_prediction_by_id(api, put_batch):
                       "prediction": {"id": "sku-002", "label": "Item 2", "value": 2.0}}
 
 
+def test_one_prediction_is_the_same_bytes_as_encoding_it_whole(api, put_batch):
+    # The body is assembled from the item's cached text; it must be exactly what encoding the answer gives.
+    from chalice_app.jsontext import encode
+
+    put_batch("2026-11-23")
+    response = api.get("/predictions/2026-11-23/sku-002")
+    assert response.body.decode() == encode(body(response))
+    assert body(api.get("/predictions/2026-11-23/sku-002")) == body(response)  # a second time, from the cache
+
+
 def test_one_prediction_of_latest(api, put_batch):
     put_batch("2026-11-23")
     assert body(api.get("/predictions/latest/sku-001"))["prediction"]["id"] == "sku-001"

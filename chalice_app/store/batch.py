@@ -272,6 +272,11 @@ class Batch:
         pos = self.index.get(pid)
         return None if pos is None else self._row(pos)
 
+    def item_json(self, pid: str) -> str | None:
+        """The JSON text of one item (encoded once per batch, like a page's), or None."""
+        pos = self.index.get(pid)
+        return None if pos is None else self.items_json([pos])[1:-1]
+
     def view(self, sort: str | None, descending: bool, q: str | None) -> list[int] | range:
         """Positions of the matching items in the requested order; cached per (sort, order, q)."""
         key = (sort, descending, q)
