@@ -147,12 +147,17 @@ def mode_warm(target, opts):
     n = int(opts.get("n", "200"))
     pid = opts["pid"]
     call(handler, page_event(), 0)  # the cold request: loads and caches the batch
+    size = int(opts.get("size", "0"))
+    # Random ids: each request most likely a row not asked for before (sample ids are sku-00001.. in order).
+    rng = __import__("random").Random(1123)
+    random_ids = iter([f"sku-{rng.randrange(size) + 1:05d}" for _ in range(n)] if size else [pid] * n)
     # Alternate short runs of each kind so that drift (CPU frequency, the moto threads) hits both.
-    pages, ids = [], []
+    pages, ids, randoms = [], [], []
     for block in range(4):
         pages.append(_timed(handler, page_event, n // 4, 1 + block * n))
         ids.append(_timed(handler, lambda: id_event(pid), n // 4, 1 + block * n + n // 4))
-    return {"page_us": _median(pages), "id_us": _median(ids)}
+        randoms.append(_timed(handler, lambda: id_event(next(random_ids)), n // 4, 1 + block * n + n // 2))
+    return {"page_us": _median(pages), "id_us": _median(ids), "random_id_us": _median(randoms)}
 
 
 def mode_load(target, opts):

@@ -75,7 +75,7 @@ def measure_size(s3: MotoS3, size: int, ours: Target, base: Target, cfg: Config,
         "cold", t, env, **({"s3client": "botocore"} if t is botocore_client else {})), cfg.jobs)
     rounds = cfg.warm_rounds if size <= 100_000 else max(1, cfg.warm_rounds // 2)
     out["warm"] = interleaved(rounds, pair, lambda t: run_child(
-        "warm", t, env, n=cfg.warm_requests, pid=middle_id(size)), cfg.jobs)
+        "warm", t, env, n=cfg.warm_requests, pid=middle_id(size), size=size), cfg.jobs)
     out["load"] = interleaved(cfg.load_reps, pair, lambda t: run_child(
         "load", t, env, date=DATE, breakdown=int(t is ours and size <= 100_000)), cfg.jobs)
     return out
