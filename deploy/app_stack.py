@@ -39,6 +39,7 @@ from typing import Any
 
 from chalice_app.config.stage_file import StageError, load_config
 from deploy import stack
+from deploy.command_errors import report
 
 PROJECT_DIR = stack.PROJECT_DIR
 CAPABILITIES = ("CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND")
@@ -48,7 +49,6 @@ ARTIFACT_PREFIX = "app"
 # Chalice's logical ids -> the suffix `chalice deploy` gives the function's name ({app}-{stage}{suffix}).
 # "warmer" and "site" are the names chalice_app/warming/scheduled.py and chalice_app/site_trigger.py register.
 FUNCTIONS = {"APIHandler": "", "Warmer": "-warmer", "Site": "-site"}
-TRUE = ("true", "1", "yes", "on")
 
 Progress = Callable[[str], None]
 Packager = Callable[[list[str], str], int]
@@ -57,15 +57,11 @@ TemplateHook = Callable[[dict], dict]
 
 def stage_functions(stage: str, config: dict) -> list[str]:
     """Chalice's logical ids of the functions this stage has: the API always, the warmer and the site
-    function when their switches are on (app.py registers them from the same variables)."""
+    function when their switches are on (read by app.py's own rules: deploy/stack.py `switches`)."""
     env = {**config.get("environment_variables", {}),
            **config.get("stages", {}).get(stage, {}).get("environment_variables", {})}
-    found = ["APIHandler"]
-    if env.get("WARMER_ENABLED", "").strip().lower() in TRUE:
-        found.append("Warmer")
-    if env.get("SITE_REBUILD_ENABLED", "").strip().lower() in TRUE:
-        found.append("Site")
-    return found
+    warmer, site_function = stack.switches(stage, env)
+    return ["APIHandler", *(["Warmer"] if warmer else []), *(["Site"] if site_function else [])]
 
 
 def merge_template(stage: str, app_name: str, functions: Iterable[str]) -> dict:
@@ -231,14 +227,8 @@ def main(argv: list[str] | None = None, clients: Callable[[], tuple[Any, Any, st
             return 0
         result = deploy_app(cfn, s3, args.stage, region, project_dir=project_dir, dry_run=args.dry_run,
                             prepare_template=prepare_template)
-    except (stack.StackError, StageError) as exc:
-        print(f"deploy.app_stack: error: {exc}", file=sys.stderr)
-        return 1
-    except Exception as exc:
-        if not type(exc).__module__.startswith(("botocore", "boto3")):
-            raise
-        print(f"deploy.app_stack: error: AWS: {exc}", file=sys.stderr)
-        return 1
+    except Exception as exc:  # noqa: BLE001 - report() re-raises what is neither expected nor AWS's
+        return report("deploy.app_stack", exc, (stack.StackError, StageError))
     if not args.dry_run:
         print(f"app of stage {args.stage}: API https://{result['api_domain'] or '(no RestAPIId output)'}/api/")
     return 0

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from chalice_app.config.stage_file import CONFIG_PATH, StageError, load_config
+from deploy.command_errors import report
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -182,14 +183,8 @@ def main(argv: list[str] | None = None, client: Callable[[], Any] = _ssm, config
         else:
             found = release(ssm, args.stage, whoami(), args.pid, app_name)
             print(f"{name}: released" if found else f"{name}: was free already (broken by someone?)")
-    except (LockError, StageError) as exc:
-        print(f"deploy.deploy_lock: error: {exc}", file=sys.stderr)
-        return 1
-    except Exception as exc:
-        if not type(exc).__module__.startswith(("botocore", "boto3")):
-            raise
-        print(f"deploy.deploy_lock: error: AWS: {exc}", file=sys.stderr)
-        return 1
+    except Exception as exc:  # noqa: BLE001 - report() re-raises what is neither expected nor AWS's
+        return report("deploy.deploy_lock", exc, (LockError, StageError))
     return 0
 
 

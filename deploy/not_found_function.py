@@ -68,11 +68,11 @@ def code_hash() -> str:
     return hashlib.sha256(SOURCE.encode()).hexdigest()[:8]
 
 
-def load_handler(source: str = SOURCE) -> Callable[[dict, Any], dict]:
-    """The handler, executed from the source text as Lambda would load it (tests and the local edge)."""
+def load_handler(source: str = SOURCE, name: str = "handler") -> Callable[[dict, Any], dict]:
+    """The handler `name` of inline source text, loaded as Lambda loads index.py (tests and the local edge)."""
     namespace: dict[str, Any] = {"__name__": "index"}
-    exec(compile(source, "index.py", "exec"), namespace)  # noqa: S102 - our own inline function's source
-    return namespace["handler"]
+    exec(compile(source, "index.py", "exec"), namespace)  # noqa: S102 - a template's own inline function
+    return namespace[name]
 
 
 if len(SOURCE.encode()) > MAX_INLINE_BYTES:  # pragma: no cover - a guard for whoever grows the page

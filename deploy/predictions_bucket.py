@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from chalice_app.config.stage_file import CONFIG_PATH, StageError, stage_environment
+from deploy.command_errors import report
 
 US_EAST_1 = "us-east-1"
 BLOCK_ALL = {"BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
@@ -115,14 +116,8 @@ def main(argv: list[str] | None = None, client: Callable[[], tuple[Any, str]] = 
 
             s3, region = boto3.client("s3", region_name=args.region), args.region
         ensure_bucket(s3, bucket, region)
-    except (BucketError, StageError) as exc:
-        print(f"deploy.predictions_bucket: error: {exc}", file=sys.stderr)
-        return 1
-    except Exception as exc:
-        if not type(exc).__module__.startswith(("botocore", "boto3")):
-            raise
-        print(f"deploy.predictions_bucket: error: AWS: {exc}", file=sys.stderr)
-        return 1
+    except Exception as exc:  # noqa: BLE001 - report() re-raises what is neither expected nor AWS's
+        return report("deploy.predictions_bucket", exc, (BucketError, StageError))
     return 0
 
 

@@ -24,10 +24,11 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from chalice_app.config.stage_file import CONFIG_PATH, StageError, load_config, stage_environment
+from deploy.command_errors import report
 from deploy.stack_template import TEMPLATE_PATH
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -121,8 +122,16 @@ def api_domain(cfn: Any, stage: str, region: str, *, app_name: str = "prediction
     return routed
 
 
-def _on(env: dict[str, str], name: str) -> str:
-    return "true" if env.get(name, "").strip().lower() in ("true", "1", "yes", "on") else "false"
+def switches(stage: str, env: Mapping[str, str]) -> tuple[bool, bool]:
+    """(warmer on, site function on) for a stage's variables, by the very rules app.py registers the two
+    functions with (so the stack, the app stack and the deploy's steps agree with what Chalice packages)."""
+    from chalice_app.site_trigger import enabled
+    from chalice_app.warming.scheduled import schedule_minutes
+
+    try:
+        return schedule_minutes(env) is not None, enabled(env)
+    except ValueError as exc:
+        raise StageError(f"stage {stage}: {exc}") from None
 
 
 def parameters(stage: str, region: str, *, cfn: Any = None, stages_path: str | None = None,
@@ -143,9 +152,11 @@ def parameters(stage: str, region: str, *, cfn: Any = None, stages_path: str | N
 
         cfn = boto3.client("cloudformation", region_name=region)
     domain = api_domain(cfn, stage, region, app_name=config["app_name"], progress=progress)
+    warmer, site_function = switches(stage, env)
     # Every parameter, defaults included, so a re-run compares equal to what the stack holds.
     values = {**defaults, "AppName": config["app_name"], "Stage": stage, "ApiDomain": domain,
-              "WarmerEnabled": _on(env, "WARMER_ENABLED"), "SiteFunctionEnabled": _on(env, "SITE_REBUILD_ENABLED")}
+              "WarmerEnabled": "true" if warmer else "false",
+              "SiteFunctionEnabled": "true" if site_function else "false"}
     for key, name in STAGE_PARAMETERS.items():
         if settings.get(key) not in (None, ""):
             values[name] = str(settings[key])
@@ -445,14 +456,8 @@ def main(argv: list[str] | None = None, clients: Callable[[], tuple[Any, Any, st
         if not args.dry_run:
             for path in write_site_function_settings(args.stage, result["outputs"]):
                 print(f"wrote {path} from the stack's outputs")
-    except (StackError, StageError) as exc:
-        print(f"deploy.stack: error: {exc}", file=sys.stderr)
-        return 1
-    except Exception as exc:
-        if not type(exc).__module__.startswith(("botocore", "boto3")):
-            raise
-        print(f"deploy.stack: error: AWS: {exc}", file=sys.stderr)
-        return 1
+    except Exception as exc:  # noqa: BLE001 - report() re-raises what is neither expected nor AWS's
+        return report("deploy.stack", exc, (StackError, StageError))
     return 0
 
 

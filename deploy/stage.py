@@ -29,17 +29,19 @@ from collections.abc import Callable, Sequence
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _flag(stage: str, name: str) -> bool:
+def _switches(stage: str) -> tuple[bool, bool]:
     from chalice_app.config.stage_file import stage_environment
+    from deploy.stack import switches
 
-    return stage_environment(stage).get(name, "false").strip().lower() in ("true", "1", "yes", "on")
+    return switches(stage, stage_environment(stage))
 
 
 def steps(stage: str, python: str = sys.executable, warmer_enabled: bool | None = None,
           site_rebuild_enabled: bool | None = None) -> list[tuple[str, list[str]]]:
-    warmer_enabled = _flag(stage, "WARMER_ENABLED") if warmer_enabled is None else warmer_enabled
-    if site_rebuild_enabled is None:
-        site_rebuild_enabled = _flag(stage, "SITE_REBUILD_ENABLED")
+    if warmer_enabled is None or site_rebuild_enabled is None:
+        warmer_on, site_on = _switches(stage)
+        warmer_enabled = warmer_on if warmer_enabled is None else warmer_enabled
+        site_rebuild_enabled = site_on if site_rebuild_enabled is None else site_rebuild_enabled
     stack = [python, "-m", "deploy.stack", "--stage", stage]
     lock = [python, "-m", "deploy.deploy_lock", "--stage", stage]
     plan = [("take the stage's deploy lock", [*lock, "--acquire"]),

@@ -21,6 +21,7 @@ import urllib.parse
 from dataclasses import replace
 from typing import Any
 
+from deploy.not_found_function import load_handler
 from tools.cloudfront import EdgeLambda, Function
 from tools.edge_cache import Answer, Headers, _phrase, _without
 
@@ -182,9 +183,7 @@ def _edge_handler(function: EdgeLambda) -> Any:
     """The handler of an inline function, loaded once per source text, as Lambda loads index.py."""
     handler = _EDGE_HANDLERS.get(function.source)
     if handler is None:
-        namespace: dict[str, Any] = {"__name__": "index"}
-        exec(compile(function.source, "index.py", "exec"), namespace)  # the template's own inline code
-        handler = _EDGE_HANDLERS[function.source] = namespace[function.handler]
+        handler = _EDGE_HANDLERS[function.source] = load_handler(function.source, function.handler)
     return handler
 
 
