@@ -124,21 +124,34 @@ def test_random_corruptions_are_judged_as_the_whole_reader_judges_them():
         same(bytes(body))
 
 
+class _CountingJson:
+    """batch.py's `json`, with `loads` recording the length of each text it parses."""
+
+    def __init__(self) -> None:
+        self.parsed: list[int] = []
+
+    def loads(self, text: bytes | str) -> object:
+        self.parsed.append(len(text))
+        return json.loads(text)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(json, name)
+
+
 def test_a_lookup_parses_one_row_and_a_page_its_rows(monkeypatch):
     body = doc_bytes(rows(500), **COMPACT)
     batch = compact(body)
-    parsed = []
-    original = contract_json.loads
-    monkeypatch.setattr(contract_json, "loads", lambda text, depth: parsed.append(len(text)) or original(text, depth))
+    spy = _CountingJson()
+    monkeypatch.setattr(batch_module, "json", spy)
     row = batch.get("sku-00321")
     assert row == rows(1, 321)[0]
-    assert parsed == [len(json.dumps(row, **COMPACT).encode()) + 2]
-    parsed.clear()
+    assert spy.parsed == [len(json.dumps(row, **COMPACT).encode())]
+    spy.parsed.clear()
     batch.items_json(range(100, 150))
-    assert len(parsed) == 1 and parsed[0] < 50 * 120
-    parsed.clear()
+    assert len(spy.parsed) == 1 and spy.parsed[0] < 50 * 120
+    spy.parsed.clear()
     batch.items_json(range(100, 150))
-    assert parsed == []  # the item texts are kept
+    assert spy.parsed == []  # the item texts are kept
 
 
 def test_small_documents_take_the_exact_reader_only(monkeypatch):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import pytest
 
@@ -54,6 +55,21 @@ def test_a_warm_request_has_no_init_duration_and_health_no_cache_hit():
     record = metrics.request_fields(stage="dev", route="/health", status=200, latency_ms=0.4, cold=False,
                                     init_duration_ms=None, cache_hit=None)
     assert check_emf(record) == {"ColdStart": 0, "LatencyMs": 0.4}
+
+
+@pytest.mark.parametrize("cold, init, hit", [(True, 812.34, False), (False, None, True), (False, None, None),
+                                             (True, None, None)])
+@pytest.mark.parametrize("route", ["/predictions/{date}", 'odd "route" \\ é\n'])
+def test_the_request_line_is_the_request_record_as_json(route, cold, init, hit):
+    line = metrics.request_line(stage="prod", route=route, status=404, latency_ms=3.14159, cold=cold,
+                                init_duration_ms=init, cache_hit=hit)
+    record = metrics.request_fields(stage="prod", route=route, status=404, latency_ms=3.14159, cold=cold,
+                                    init_duration_ms=init, cache_hit=hit)
+    assert line.endswith("\n") and line.count("\n") == 1
+    parsed = json.loads(line)
+    assert parsed.pop("event") == "request_metrics" and abs(parsed.pop("ts") - time.time()) < 5
+    assert abs(parsed["_aws"].pop("Timestamp") - record["_aws"].pop("Timestamp")) < 5000
+    assert parsed == record and list(parsed) == list(record)
 
 
 def test_a_dimension_without_a_value_is_refused():

@@ -7,8 +7,8 @@ no work proportional to the batch size once its view exists.
 A batch read from S3 (`Batch.from_json`) is not held as a dict per prediction: a million rows of
 117 bytes would take ~800 MB that way. It keeps the document's bytes, the byte offset of every row
 (one compact `array`, 4 bytes a row) and the id index. Loading checks every row as strictly as
-contract_json reads a document; a lookup then parses its one row (a page, its run of rows) again,
-strictly, so an id or a page costs the same at 1k rows as at 1M; each item's JSON answer is kept
+contract_json reads a document; a lookup then parses its one row (a page, its run of rows) again
+(plainly: the bytes were proven), so an id or a page costs the same at 1k rows as at 1M; each item's JSON answer is kept
 once made. A batch of more than `max_items` rows is refused (ObjectTooLarge) before it is held.
 
 How loading stays fast without a dict per row (docs/performance.md): rows that are flat objects with
@@ -107,9 +107,9 @@ class Batch:
         "_body",
         "_field_names",
         "_haystacks",
+        "_head_json",
         "_item_texts",
         "_n",
-        "_row_depth",
         "_rows",
         "_sort_orders",
         "_starts",
@@ -139,7 +139,6 @@ class Batch:
         self._n = len(items)
         self._body = b""
         self._starts = array("I")
-        self._row_depth = 0
         self._field_names: frozenset[str] | None = None
         self._init_views()
 
@@ -159,6 +158,7 @@ class Batch:
         self._haystacks: list[str] | None = None
         self._item_texts: list[str | None] = [None] * self._n
         self._texts_bytes = 0
+        self._head_json = ""
 
     @classmethod
     def from_json(cls, body: bytes, source_etag: str = "", *, max_depth: int, max_items: int) -> Batch:
@@ -206,21 +206,20 @@ class Batch:
             return rows[pos]
         return self._parse_rows(pos, pos + 1)[0]
 
-    def _parse_rows(self, first: int, end: int, *, strict: bool = True) -> list[dict]:
-        """Rows first..end-1, from their bytes; strictly (contract_json) unless `strict` is False
-        (a pass over every row: they were checked strictly when loaded, a plain parse is the same)."""
+    def _parse_rows(self, first: int, end: int) -> list[dict]:
+        """Rows first..end-1, from their bytes. Every row was checked as strictly as contract_json reads
+        a document when the batch was loaded, and the bytes are immutable: a plain parse is the same."""
         starts = self._starts
-        text = b"".join((b"[", self._body[starts[first] : starts[end]].rstrip(_ROW_TAIL), b"]"))
-        if strict:
-            return contract_json.loads(text, self._row_depth)
-        return json.loads(text.decode("utf-8"))
+        if end == first + 1:
+            return [json.loads(self._body[starts[first] : starts[end]].rstrip(_ROW_TAIL))]
+        return json.loads(b"".join((b"[", self._body[starts[first] : starts[end]].rstrip(_ROW_TAIL), b"]")))
 
     def _iter_rows(self) -> Iterator[dict]:
         if self._rows is not None:
             yield from self._rows
             return
         for first in range(0, self._n, BLOCK_ROWS):
-            yield from self._parse_rows(first, min(self._n, first + BLOCK_ROWS), strict=False)
+            yield from self._parse_rows(first, min(self._n, first + BLOCK_ROWS))
 
     @property
     def field_names(self) -> frozenset[str]:
@@ -235,6 +234,13 @@ class Batch:
 
     def metadata(self) -> dict:
         return {"date": self.date, "model": self.model, "generated_at": self.generated_at}
+
+    def head_json(self) -> str:
+        """`{"date", "model"}` as JSON, encoded once: the head of every by-id answer."""
+        head = self._head_json
+        if not head:
+            head = self._head_json = encode({"date": self.date, "model": self.model})
+        return head
 
     def items_json(self, positions: list[int] | range) -> str:
         """The JSON array of these items; each item is encoded once per batch, then reused."""
@@ -253,7 +259,7 @@ class Batch:
         return "[" + ",".join(out) + "]"
 
     def _encode_rows(self, positions: list[int]) -> None:
-        """The item texts of these rows, each run of consecutive rows parsed (strictly) at once."""
+        """The item texts of these rows, each run of consecutive rows parsed at once."""
         texts = self._item_texts
         ordered = sorted(set(positions))
         run_start = prev = ordered[0]
@@ -368,7 +374,6 @@ def _read_chunked(batch: Batch, body: bytes, etag: str, max_depth: int, max_item
     batch._n = len(index)
     batch._body = body
     batch._starts = starts
-    batch._row_depth = max_depth - 1  # rows parsed as a list: [row, ...] is one level less deep
     batch._field_names = None  # on first use: only a sort request needs them
     batch._init_views()
     return True

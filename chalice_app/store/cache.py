@@ -30,6 +30,10 @@ T = TypeVar("T")
 # outage costs one slow request every few seconds rather than every request.
 FAULT_BACKOFF_SECONDS = 5.0
 MAX_NEGATIVE_ENTRIES = 256
+# The byte bound is checked whenever a batch is read, and once every this many answers from memory:
+# those grow a batch only by the item texts they encode (a page's at most), and summing every
+# batch's size on each request would cost more than the answer itself.
+EVICT_CHECK_EVERY = 256
 DEFAULT_MAX_JSON_DEPTH = Settings().max_json_depth
 DEFAULT_MAX_BATCH_ITEMS = Settings().max_batch_items
 DEFAULT_MAX_CACHED_BYTES = Settings().max_cached_bytes
@@ -112,6 +116,7 @@ class PredictionStore:
         self.max_batch_items = max_batch_items
         self.clock = clock
         self._lock = threading.RLock()
+        self._hits_since_evict = 0
         self._reads = 0  # counts the source's answers, to tell which of two cached reads is newer
         self._meta: dict[str, _Entry] = {}
         self._batches: OrderedDict[str, _Entry] = OrderedDict()
@@ -184,7 +189,10 @@ class PredictionStore:
                     self._expire("dates")
                 raise BatchNotFound(date) from None
             self._batches.move_to_end(date)
-            if len(self._batches) > self.max_batches or self.max_bytes:
+            self._hits_since_evict += 1
+            if (len(self._batches) > self.max_batches or not answer.hit
+                    or (self.max_bytes and self._hits_since_evict >= EVICT_CHECK_EVERY)):
+                self._hits_since_evict = 0
                 self._evict()
             return answer
 
