@@ -9,5 +9,10 @@ _HTML_SAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
 
 
 def encode(payload: object) -> str:
-    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return html_safe(json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False))
+
+
+def html_safe(text: str) -> str:
+    """JSON text as encode() gives it, from the text json.dumps made with encode()'s options (the
+    publish command stores batches that way: their rows are answered as stored, store/batch.py)."""
     return text.translate(_HTML_SAFE)

@@ -18,7 +18,15 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from chalice_app.config.settings import Settings
-from chalice_app.contract import batch_key, is_valid_date, pointer_key
+from chalice_app.contract import (
+    MD5_METADATA,
+    SHA256_METADATA,
+    VALIDATED_MARK,
+    VALIDATED_METADATA,
+    batch_key,
+    is_valid_date,
+    pointer_key,
+)
 from chalice_app.logs import log_event
 from chalice_app.store import contract_json
 from chalice_app.store.batch import Batch, BatchContractError
@@ -321,7 +329,11 @@ def _parse_batch(fetched: Fetched, max_depth: int = DEFAULT_MAX_JSON_DEPTH,
     try:
         # Held as the rows' JSON text plus an id index (store/batch.py), parsed a chunk at a time:
         # a batch's peak memory is about its text plus ~150 bytes a row, not a dict per row.
-        return Batch.from_json(fetched.body, fetched.etag, max_depth=max_depth, max_items=max_items)
+        meta = fetched.metadata if fetched.metadata.get(VALIDATED_METADATA) == VALIDATED_MARK else {}
+        md5 = meta.get(MD5_METADATA)
+        return Batch.from_json(fetched.body, fetched.etag, max_depth=max_depth, max_items=max_items,
+                               proven_sha256=meta.get(SHA256_METADATA),
+                               proven_by_etag=bool(md5) and fetched.etag.strip('"') == md5)
     finally:
         if was_enabled:
             gc.enable()

@@ -501,7 +501,9 @@ class HttpS3Client:
         length = response.headers.get("content-length")
         size = int(length) if length is not None and length.isdigit() else None
         return {"Body": Body(response, size, deadline if own else None), "ContentLength": size,
-                "ETag": response.headers.get("etag", ""), "ContentEncoding": response.headers.get("content-encoding")}
+                "ETag": response.headers.get("etag", ""), "ContentEncoding": response.headers.get("content-encoding"),
+                "Metadata": {name[11:]: value for name, value in response.headers.items()
+                             if name.startswith("x-amz-meta-")}}
 
     def list_objects_v2(self, *, Bucket: str, Prefix: str = "", ContinuationToken: str | None = None) -> dict:
         params = {"Bucket": Bucket, "Prefix": Prefix,
