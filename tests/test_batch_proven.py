@@ -149,3 +149,12 @@ def test_a_proven_row_is_answered_from_its_stored_text_without_a_parse(monkeypat
         patched.setattr(batch_module.json, "loads", no_parse)
         text = got.item_json("sku-00005")
     assert json.loads(text)["label"] == LABELS[5] and "<" not in text
+
+
+def test_a_small_proven_batch_is_read_strictly_and_answered_from_its_text(monkeypatch):
+    monkeypatch.setattr(batch_module, "FAST_MIN_BYTES", 1 << 20)  # the exact reader only, as below 1 MiB
+    body = published(hostile_rows(60))
+    got = load(body, proven_sha256=hashlib.sha256(body).hexdigest())
+    assert got._canonical
+    assert_same_answers(got, body)
+    assert not load(body, proven_sha256="f" * 64)._canonical

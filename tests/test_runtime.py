@@ -100,12 +100,14 @@ def test_deploy_and_package_give_every_function_the_stage_runtime(packages, stag
 
 @pytest.mark.slow
 @pytest.mark.parametrize("stage", STAGES)
-def test_the_zip_carries_markupsafe_built_for_the_stage_runtime(packages, stage):
+def test_the_zip_carries_the_compiled_wheels_built_for_the_stage_runtime(packages, stage):
     # Chalice alone asks pip for cp313 wheels without --python-version and, on Python 3.11, gets none: markupsafe
-    # would ship its pure-Python fallback. deploy/chalice_cli.py passes the stage's version (aws/chalice #1696).
+    # would ship its pure-Python fallback, zlib-ng (no fallback) would be left out with a warning.
+    # deploy/chalice_cli.py passes the stage's version (aws/chalice #1696).
     with zipfile.ZipFile(packages / stage / "deployment.zip") as zf:
         compiled = sorted(n for n in zf.namelist() if n.endswith(".so"))
     assert "markupsafe/_speedups.cpython-313-aarch64-linux-gnu.so" in compiled
+    assert "zlib_ng/zlib_ng.cpython-313-aarch64-linux-gnu.so" in compiled
     assert all("cpython-313-aarch64" in n or ".abi3." in n for n in compiled), compiled
 
 

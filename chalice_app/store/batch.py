@@ -181,18 +181,24 @@ class Batch:
         Raises CorruptObject (ObjectTooLarge past `max_items` rows) or BatchContractError.
         """
         batch = cls.__new__(cls)
-        if (proven_sha256 or proven_by_etag) and len(body) >= FAST_MIN_BYTES:
+        canonical = False
+        if proven_sha256 or proven_by_etag:
             digest = None if proven_by_etag else _sha256_on_a_thread(body)
-            try:
-                read = _read_chunked(batch, body, source_etag, max_depth, max_items, proven=True)
-            except (BatchContractError, CorruptObject):
-                read = False  # the strict reader below says what is wrong, precisely
+            read = False
+            if len(body) >= FAST_MIN_BYTES:  # smaller ones take the exact reader anyway
+                try:
+                    read = _read_chunked(batch, body, source_etag, max_depth, max_items, proven=True)
+                except (BatchContractError, CorruptObject):
+                    pass  # the strict reader below says what is wrong, precisely
             # The digest is waited for either way: no thread is left behind.
-            if (digest is None or digest() == proven_sha256) and read:
+            canonical = digest is None or digest() == proven_sha256
+            if canonical and read:
                 batch._canonical = True
                 return batch
             batch = cls.__new__(cls)
         if _read_chunked(batch, body, source_etag, max_depth, max_items):
+            # Read strictly, and still the publish command's bytes: each row's text is its answer.
+            batch._canonical = canonical
             return batch
         # A shape the chunked reader does not take (not an object, no "predictions" array, an
         # escaped key, ...): the whole document, with its row count bounded first.
@@ -392,6 +398,9 @@ class _NotChunkable(Exception):
 def _sha256_on_a_thread(body: bytes) -> Callable[[], str]:
     """sha256(body) computed beside the caller (hashlib drops the GIL on large inputs); the returned
     function waits for the hex digest."""
+    if len(body) < FAST_MIN_BYTES:  # a thread costs more than hashing a small body
+        value = hashlib.sha256(body).hexdigest()
+        return lambda: value
     box: list[str] = []
     thread = threading.Thread(target=lambda: box.append(hashlib.sha256(body).hexdigest()), daemon=True,
                               name="batch-digest")
