@@ -27,10 +27,9 @@ from chalice_app.contract import BATCH_FILE, date_from_key, is_valid_date
 _DEFAULTS = Settings()
 DEFAULT_MAX_STORED_BYTES = _DEFAULTS.max_stored_bytes
 DEFAULT_MAX_BATCH_BYTES = _DEFAULTS.max_batch_bytes
-# Bodies are read, and gzip input fed to zlib, this much at a time: memory stays bounded by the
-# limits whatever a Content-Length header or a gzip trailer claims.
+# Bodies are read this much at a time (past a first read of the declared size): memory stays bounded
+# by the limits whatever a Content-Length header claims. Inflating is bounded by max_length (_gunzip).
 READ_CHUNK = 1024 * 1024
-INFLATE_CHUNK = 8 * 1024 * 1024
 DEFAULT_DEADLINE = _DEFAULTS.s3_request_deadline
 # A listing of the dates takes at most this many pages (1,000 keys each): decades of daily batches.
 # A repeated continuation token is refused at once: S3 never sends one twice.
@@ -110,38 +109,27 @@ def _inflate_module() -> Any:
 def _gunzip(raw: bytes, max_bytes: int | None = None, inflate: Any = zlib) -> bytes:
     if max_bytes is None:
         return _gunzip_unbounded(raw, inflate)
-    # Streamed: zlib gets the input READ_CHUNK at a time and gives at most INFLATE_CHUNK per call,
-    # never more than one byte past the budget left: a bomb stops at max_bytes + 1 bytes of output,
-    # held in pieces no larger than INFLATE_CHUNK. A normal batch costs one join more.
+    # One call per gzip member, bounded by what is left of max_bytes (+1, to see it passed): zlib
+    # stops there, so a bomb never inflates past the limit. One call, not a loop over slices of the
+    # input: each call's unconsumed input is a copy, and the pieces a second copy when joined
+    # (0.19 s instead of 0.11 s for a million rows).
     pieces: list[bytes] = []
     produced = 0
-    data = memoryview(raw)
+    data = raw
     while True:
         inflater = inflate.decompressobj(wbits=16 + zlib.MAX_WBITS)
-        pos = 0
-        while pos < len(data) and not inflater.eof:
-            chunk: bytes | memoryview = data[pos : pos + READ_CHUNK]
-            pos += READ_CHUNK
-            while True:
-                room = min(INFLATE_CHUNK, max_bytes - produced + 1)
-                piece = inflater.decompress(chunk, room)
-                produced += len(piece)
-                if produced > max_bytes:
-                    raise ObjectTooLarge(f"gzip body decompresses past the limit of {max_bytes:,} bytes")
-                pieces.append(piece)
-                chunk = inflater.unconsumed_tail
-                # A full piece may leave output pending inside zlib even with no input left.
-                if inflater.eof or (not chunk and len(piece) < room):
-                    break
+        piece = inflater.decompress(data, max_bytes - produced + 1)
+        produced += len(piece)
+        if produced > max_bytes:
+            raise ObjectTooLarge(f"gzip body decompresses past the limit of {max_bytes:,} bytes")
+        pieces.append(piece)
         if not inflater.eof:
             raise EOFError("compressed body ended before the end-of-stream marker")
         # More after this member: concatenated gzip members, as the gzip module reads them
         # (zero padding between or after members is skipped; anything else must be a member).
-        rest = bytes(inflater.unused_data) + bytes(data[pos:])
-        rest = rest.lstrip(b"\x00")
-        if not rest:
+        data = inflater.unused_data.lstrip(b"\x00")
+        if not data:
             break
-        data = memoryview(rest)
     return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
 
