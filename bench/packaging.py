@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import zipfile
 from pathlib import Path
 
@@ -94,12 +95,45 @@ def build_baseline(workdir: Path) -> Path:
 
 
 def unpack(zip_path: Path, dest: Path) -> Path:
-    """Unpack as Lambda does into /var/task; a fresh folder holds no bytecode yet."""
+    """Unpack as Lambda does into /var/task; a fresh folder holds no bytecode yet. Compiled modules
+    built for the stage's runtime (cp313, aarch64) cannot load on this machine: their packages are
+    replaced by this machine's installed builds of the same distributions (see localize_binaries)."""
     if dest.exists():
         shutil.rmtree(dest)
     with zipfile.ZipFile(zip_path) as zf:
         zf.extractall(dest)
+    localize_binaries(dest)
     return dest
+
+
+def localize_binaries(root: Path) -> list[str]:
+    """Swap every top-level package of `root` holding an extension module this interpreter cannot
+    load (another machine's or Python's tag) for this machine's installed copy, so that the zip runs
+    here as it runs on Lambda, with its compiled code (zlib-ng, markupsafe's speedups) rather than a
+    pure-Python fallback or an ImportError. The baseline's zip is made of local builds already.
+    Returns the packages swapped."""
+    suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
+    here = _elf_machine(Path(sys.executable).resolve())
+    owners = importlib.metadata.packages_distributions()
+    swapped = []
+    for top in sorted(p for p in root.iterdir() if p.is_dir()):
+        foreign = [so for so in top.rglob("*.so")
+                   if not so.name.endswith((suffix, ".abi3.so")) or _elf_machine(so) != here]
+        if not foreign or top.name not in owners:
+            continue
+        shutil.rmtree(top)
+        for path, arc in _dist_files(owners[top.name][0]):
+            if arc.split("/")[0] == top.name:
+                (root / arc).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, root / arc)
+        swapped.append(top.name)
+    return swapped
+
+
+def _elf_machine(path: Path) -> int:
+    """An ELF file's e_machine (its architecture), from its header."""
+    with path.open("rb") as fh:
+        return int.from_bytes(fh.read(20)[18:20], "little")
 
 
 def zip_summary(zip_path: Path) -> dict[str, int]:

@@ -102,3 +102,25 @@ def test_lean_clients_load_what_the_stock_ones_do_and_fall_back(monkeypatch):
 
     monkeypatch.setattr(s3, "_lean_loader", broken)
     assert s3.make_s3_client(Settings()).meta.service_model.service_name == "s3"
+
+
+def test_the_unpacked_zip_runs_its_compiled_code_here(tmp_path):
+    """The zip carries binaries for Lambda (cp313, aarch64); unpacked for the bench, each package holding
+    one this interpreter cannot load is swapped for this machine's build, not left to fail or fall back."""
+    import zipfile
+    from pathlib import Path
+
+    import zlib_ng
+
+    from bench import packaging
+
+    src = Path(zlib_ng.__file__).parent
+    built = tmp_path / "lambda.zip"
+    with zipfile.ZipFile(built, "w") as zf:
+        zf.writestr("zlib_ng/__init__.py", "")
+        zf.writestr("zlib_ng/zlib_ng.cpython-313-aarch64-linux-gnu.so", b"\x7fELF" + b"\x00" * 14 + b"\xb7\x00")
+        zf.writestr("app.py", "")
+    root = packaging.unpack(built, tmp_path / "task")
+    names = {p.name for p in (root / "zlib_ng").iterdir()}
+    assert "zlib_ng.cpython-313-aarch64-linux-gnu.so" not in names
+    assert {p.name for p in src.glob("*.so")} <= names and (root / "app.py").exists()
