@@ -17,12 +17,13 @@ DEFAULT_PREFIX = "predictions/"
 # What the publish command stores with a batch it validated, as S3 user metadata (x-amz-meta-*):
 # the SHA-256 of the JSON (uncompressed), the MD5 of the stored bytes and this mark. A reader whose
 # object's ETag is that MD5, or whose body hashes to that SHA-256, may skip proving the rows' grammar
-# again (store/batch.py); any other writer's batch is read strictly.
-# The mark changes whenever the publish command's checks stop covering the reader's.
+# again (store/batch.py); any other writer's batch is read strictly. The mark also says how publish
+# encodes: compact JSON (encode()'s options), every prediction's first key its "id". It changes
+# whenever the publish command's checks or encoding stop covering what the reader relies on.
 SHA256_METADATA = "sha256"
 MD5_METADATA = "md5"  # of the bytes as stored: S3's ETag of a single-part upload without SSE-KMS
 VALIDATED_METADATA = "validated"
-VALIDATED_MARK = "contract-v1"
+VALIDATED_MARK = "publish-v1"
 
 
 def is_valid_id(value: object) -> bool:

@@ -158,3 +158,10 @@ def test_a_small_proven_batch_is_read_strictly_and_answered_from_its_text(monkey
     assert got._canonical
     assert_same_answers(got, body)
     assert not load(body, proven_sha256="f" * 64)._canonical
+
+
+def test_the_publish_command_writes_every_prediction_id_first():
+    rows = hostile_rows(40, id_first=False)
+    stored = json.loads(published(rows))["predictions"]
+    assert all(next(iter(row)) == "id" for row in stored)
+    assert stored == rows  # the same fields and values; only the order of keys changed

@@ -379,7 +379,7 @@ def test_a_kept_alive_connection_is_reused():
 
 def test_user_metadata_comes_back_as_botocore_gives_it():
     # What the publish command records (x-amz-meta-*), by which the API knows a batch it validated.
-    server = FakeS3([(200, {"ETag": '"e1"', "x-amz-meta-sha256": "ab", "X-Amz-Meta-Validated": "contract-v1",
+    server = FakeS3([(200, {"ETag": '"e1"', "x-amz-meta-sha256": "ab", "X-Amz-Meta-Validated": "publish-v1",
                             "x-amz-request-id": "r"}, b"{}")])
     fetched = source_on(server).get("k")
-    assert fetched.metadata == {"sha256": "ab", "validated": "contract-v1"}
+    assert fetched.metadata == {"sha256": "ab", "validated": "publish-v1"}

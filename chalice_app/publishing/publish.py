@@ -111,7 +111,12 @@ def _utc_now() -> str:
 
 
 def encode_document(doc: dict) -> tuple[bytes, bytes]:
-    """(uncompressed JSON, what to store); the stored form is gzip above the threshold."""
+    """(uncompressed JSON, what to store); the stored form is gzip above the threshold. Each prediction
+    is written with its "id" first (the API relies on it for a batch marked VALIDATED_MARK)."""
+    rows = doc.get("predictions")
+    if isinstance(rows, list) and not all(isinstance(r, dict) and next(iter(r), "id") == "id" for r in rows):
+        doc = {**doc, "predictions": [{"id": r["id"], **r} if isinstance(r, dict) and "id" in r else r
+                                      for r in rows]}
     raw = json.dumps(doc, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
     if len(raw) > GZIP_THRESHOLD_BYTES:
         # mtime=0: the same batch always compresses to the same bytes.
