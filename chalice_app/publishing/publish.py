@@ -112,11 +112,16 @@ def _utc_now() -> str:
 
 def encode_document(doc: dict) -> tuple[bytes, bytes]:
     """(uncompressed JSON, what to store); the stored form is gzip above the threshold. Each prediction
-    is written with its "id" first (the API relies on it for a batch marked VALIDATED_MARK)."""
-    rows = doc.get("predictions")
-    if isinstance(rows, list) and not all(isinstance(r, dict) and next(iter(r), "id") == "id" for r in rows):
-        doc = {**doc, "predictions": [{"id": r["id"], **r} if isinstance(r, dict) and "id" in r else r
-                                      for r in rows]}
+    is written with its "id" first (the API relies on it for a batch marked VALIDATED_MARK): a row
+    that has it elsewhere is reordered in place, one at a time, so that no second copy of the rows
+    is ever held (equal as dicts; only the order of its keys changes)."""
+    for row in doc.get("predictions") or ():
+        if isinstance(row, dict) and "id" in row and next(iter(row)) != "id":
+            rest = {key: value for key, value in row.items() if key != "id"}
+            pid = row["id"]
+            row.clear()
+            row["id"] = pid
+            row.update(rest)
     raw = json.dumps(doc, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
     if len(raw) > GZIP_THRESHOLD_BYTES:
         # mtime=0: the same batch always compresses to the same bytes.
