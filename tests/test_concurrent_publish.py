@@ -263,7 +263,7 @@ def test_an_existing_date_is_refused_without_force_exit_2(endpoint, bucket, tmp_
     assert again.returncode == 2, again.stderr
     assert "already exists; pass --force" in again.stderr
     path.write_text(json.dumps(doc_for(DATES[0], rows_for(DATES[0])[:3])))
-    assert publish.main([*args, "--force"], client=client) == 0
+    assert publish.main([*args, "--force", "--reason", "rerun"], client=client) == 0
     stored = json.loads(client.get_object(Bucket=bucket, Key=batch_key(PREFIX, DATES[0]))["Body"].read())
     assert len(stored["predictions"]) == 3
 

@@ -28,7 +28,9 @@ def run(s3, *args: str) -> int:
 
 
 def keys(s3) -> list[str]:
-    return sorted(o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", []))
+    """The contract's keys (the audit log and retraction marks are tested in tests/test_audit.py)."""
+    return sorted(o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])
+                  if not o["Key"].startswith((f"{PREFIX}audit/", f"{PREFIX}retracted/")))
 
 
 def read_json(s3, key: str) -> dict:
@@ -94,7 +96,7 @@ def test_force_replaces_an_existing_date(s3, csv_file, tmp_path):
     assert run(s3, csv_file, "--date", "2026-11-23") == 0
     other = tmp_path / "other.csv"
     other.write_text("id,value\nonly,1\n")
-    assert run(s3, other, "--date", "2026-11-23", "--force") == 0
+    assert run(s3, other, "--date", "2026-11-23", "--force", "--reason", "the model was rerun") == 0
     assert len(read_json(s3, f"{PREFIX}2026-11-23/predictions.json")["predictions"]) == 1
 
 

@@ -226,7 +226,7 @@ def test_a_corrupt_or_absurd_pointer_is_replaced_not_a_crash(s3, tmp_path):
     path.write_text('{"id": "a"}\n')
     for body in ("[" * 5000 + "]" * 5000, '{"date": ' + "1" * 5000 + "}", "\xff", "x" * 100_000):
         s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}latest.json", Body=body.encode("utf-8", "surrogateescape"))
-        assert run(s3, path, "--date", "2026-11-23", "--force") == 0
+        assert run(s3, path, "--date", "2026-11-23", "--force", "--reason", "replacing") == 0
         latest = json.loads(s3.get_object(Bucket=BUCKET, Key=f"{PREFIX}latest.json")["Body"].read())
         assert latest["date"] == "2026-11-23"
 

@@ -15,7 +15,7 @@ import math
 import os
 import re
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import BinaryIO, NoReturn
@@ -53,6 +53,10 @@ DEFAULT_MAX_DEPTH = _DEFAULTS.max_json_depth
 READ_CHUNK = 1 << 20
 _BOM = b"\xef\xbb\xbf"
 _LONE_CR = re.compile(r"[^\r\n]*(?:\r\n?|\n|$)")
+# The first characters that make a spreadsheet run a cell as a formula (OWASP, CSV Injection); the
+# site's CSV downloads (website.downloads.FORMULA_TRIGGERS, the same set) put a `'` in front of them.
+FORMULA_TRIGGERS = "=+-@\t\r"
+_MARKED = re.compile("'+[" + re.escape(FORMULA_TRIGGERS) + "]")
 
 
 class InputError(Exception):
@@ -272,6 +276,18 @@ def parse_csv_cell(text: str) -> str | int | float | None:
     if shortest != text and Decimal(shortest) != Decimal(text):
         return text
     return value
+
+
+def restore_formula(text: str) -> str:
+    """Undo the site's CSV mark against formula injection: one `'` off text that starts with one or
+    more `'` and then one of FORMULA_TRIGGERS (=, +, -, @, tab, carriage return); other text as is.
+
+    The downloads (website.downloads.neutralise_formula) put one `'` in front of text that starts
+    with zero or more `'` and then a trigger, so `=1+2` -> `'=1+2` -> `=1+2` and `'=x` -> `''=x` ->
+    `'=x`, while `'x`, `''x` and a lone `'` were never marked and are kept. Written then read, every
+    string comes back exactly. A file from elsewhere that means a literal `'=` loses that `'`.
+    """
+    return text[1:] if text.startswith("'") and _MARKED.match(text) else text
 
 
 # --- reading -------------------------------------------------------------------------------
@@ -634,6 +650,9 @@ def _read_csv(
         raise InputError(f"{name}: empty CSV file, expected a header row") from None
     except csv.Error as e:
         raise InputError(f"{name}: unreadable CSV at line {reader.line_num}: {e}") from e
+    # Field names are marked like any other cell; unmarked before the checks, so two columns that
+    # are the same name once read (`'=a` and `=a`) are caught as duplicates.
+    header = [restore_formula(column) for column in header]
     _check_header(name, header)
     # A file that quotes every header cell quotes everything (QUOTE_ALL exports): there, quotes
     # carry no meaning. Otherwise a quoted cell is text, as the site's CSV downloads write it.
@@ -665,14 +684,20 @@ def _read_csv(
                     )
                 )
                 continue
+            row_id = cells[id_index]  # ids like '00017' must not become numbers
+            values: Iterable[str | int | float | None]
             if quotes_mean_text and '"' in raw:
                 # "007", "42" and "" were quoted to stay text: only unquoted cells are parsed.
                 quoted = _quoted_cells(raw)
                 values = [cell if q else parse(cell) for cell, q in zip(cells, quoted, strict=False)]
-                row = dict(zip(header, values, strict=True))
             else:
-                row = dict(zip(header, map(parse, cells), strict=True))
-            row["id"] = cells[id_index]  # ids like '00017' must not become numbers
+                values = map(parse, cells)
+            if "'" in raw:
+                # Unmarked after parsing: `'-3.5` was text in the download and stays the text "-3.5".
+                values = [restore_formula(v) if type(v) is str else v for v in values]
+                row_id = restore_formula(row_id)
+            row = dict(zip(header, values, strict=True))
+            row["id"] = row_id
             rows.append(row)
             lines.append(line)
             if progress is not None and len(rows) % PROGRESS_EVERY == 0:

@@ -22,7 +22,6 @@ from typing import Any
 from chalice_app.aws_clients import error_code
 from chalice_app.config.settings import Settings
 from chalice_app.contract import (
-    DEFAULT_PREFIX,
     MD5_METADATA,
     SHA256_METADATA,
     VALIDATED_MARK,
@@ -35,6 +34,7 @@ from chalice_app.contract import (
     normalize_prefix,
     pointer_key,
 )
+from chalice_app.publishing import audit
 from chalice_app.publishing.batch_input import (
     InputError,
     InputTooLarge,
@@ -42,22 +42,23 @@ from chalice_app.publishing.batch_input import (
     read_batch_input,
     validate_rows,
 )
+from chalice_app.publishing.commands import (
+    EXIT_AWS,
+    EXIT_INPUT,
+    EXIT_OK,
+    PublishError,
+    make_client,
+    report_failure,
+    resolve_target,
+    who,
+)
 
 GZIP_THRESHOLD_BYTES = 64 * 1024
 POINTER_ATTEMPTS = 5
 POINTER_MAX_BYTES = 64 * 1024  # a pointer is ~200 bytes; a bigger one is not read, only replaced
 READ_BACK_CHUNK = 1 << 20
-EXIT_OK, EXIT_AWS, EXIT_INPUT = 0, 1, 2
 # What S3 answers when a conditional write (If-None-Match / If-Match) loses.
 CONDITION_FAILED = ("PreconditionFailed", "412", "ConditionalRequestConflict")
-
-
-class PublishError(Exception):
-    """A failure with its exit code and one line for stderr."""
-
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 @dataclass(frozen=True)
@@ -131,8 +132,12 @@ def encode_document(doc: dict) -> tuple[bytes, bytes]:
 
 def publish_document(client: Any, bucket: str, prefix: str, doc: dict, *, force: bool = False,
                      dry_run: bool = False, progress: Progress = _quiet,
-                     rows_validated: bool = False, limits: Settings | None = None) -> PublishResult:
+                     rows_validated: bool = False, limits: Settings | None = None,
+                     reason: str | None = None, by: str | None = None) -> PublishResult:
     """Validate `doc`, upload it, read it back, then move the pointer if this date is the newest.
+
+    `force` replaces a published batch and publishes a date a retract withdrew (audit.py); `reason`
+    and `by` are recorded in the audit log with every move of the pointer (and every forced publish).
 
     `rows_validated=True` skips the row checks when the caller (the CLI) has just made them.
     `limits` (default: the settings' defaults) bounds the batch as the API will read it: its JSON
@@ -154,6 +159,12 @@ def publish_document(client: Any, bucket: str, prefix: str, doc: dict, *, force:
         raise PublishError(f"{len(errors)} problem(s), first: {errors[0]}", EXIT_INPUT)
     prefix = normalize_prefix(prefix)
     key = batch_key(prefix, date)
+    withdrawn = audit.retraction_of(client, bucket, prefix, date)
+    if withdrawn is not None and not force:
+        # Otherwise a rerun of the very publish a retract undid would quietly make it latest again.
+        raise PublishError(f"{date} was retracted ({_retraction_text(withdrawn)}); publishing it again would "
+                           "undo that: pass --force --reason '...' if you mean it; nothing was uploaded",
+                           EXIT_INPUT)
     raw, body = encode_document(doc)
     if len(raw) > limits.max_batch_bytes:
         raise PublishError(f"the batch is {len(raw):,} bytes of JSON, over the {limits.max_batch_bytes:,} "
@@ -207,7 +218,13 @@ def publish_document(client: Any, bucket: str, prefix: str, doc: dict, *, force:
         _verify(client, bucket, key, digest, len(raw))
         del raw
         progress(f"verified {target}")
-        moved = _move_pointer(client, bucket, prefix, doc, progress)
+        moved, before = _move_pointer(client, bucket, prefix, doc, progress)
+        if moved or force:
+            audit.record(client, bucket, prefix, "publish-forced" if force else "publish", to=date,
+                         from_=before, reason=reason, by=by, pointer_moved=moved, count=len(rows),
+                         model=doc.get("model"))
+        if moved and withdrawn is not None:
+            audit.clear_retracted(client, bucket, prefix, date)
     except PublishError as exc:
         raise PublishError(f"{exc} (the batch is uploaded: running the same command again finishes it)",
                            exc.exit_code) from None
@@ -285,8 +302,16 @@ def _verify(client: Any, bucket: str, key: str, digest: str, size: int) -> None:
                            "the pointer was not moved", EXIT_AWS)
 
 
-def _move_pointer(client: Any, bucket: str, prefix: str, doc: dict, progress: Progress) -> bool:
-    """Point latest.json at this date unless a newer date is already published.
+def _retraction_text(record: dict) -> str:
+    parts = [f"on {record['at']}" if record.get("at") else "", f"by {record['by']}" if record.get("by") else "",
+             f"to {record['to']}" if record.get("to") else ""]
+    said = " ".join(p for p in parts if p)
+    return f"{said}: {record.get('reason')}" if said else str(record.get("reason"))
+
+
+def _move_pointer(client: Any, bucket: str, prefix: str, doc: dict, progress: Progress) -> tuple[bool, str | None]:
+    """Point latest.json at this date unless a newer date is already published; returns whether it
+    moved and the date it named before (None without a pointer).
 
     Conditional writes (If-Match on the pointer's ETag) make concurrent publishers safe: the
     pointer can never move backwards because an older job finished last.
@@ -306,7 +331,7 @@ def _move_pointer(client: Any, bucket: str, prefix: str, doc: dict, progress: Pr
                 hint = (f"; {current} is in the future: if it was published by mistake, "
                         f"predictions-retract --to <an earlier date> --reason ...")
             progress(f"latest stays at {current} (newer than {date}){hint}")
-            return False
+            return False, current
         pointer = {"date": date, "generated_at": doc.get("generated_at"), "model": doc.get("model"),
                    "count": len(doc["predictions"]), "published_at": _utc_now()}
         try:
@@ -316,7 +341,7 @@ def _move_pointer(client: Any, bucket: str, prefix: str, doc: dict, progress: Pr
                 continue  # another publisher moved it meanwhile: look again
             raise
         progress(f"latest -> {date}")
-        return True
+        return True, current
     raise PublishError(f"s3://{bucket}/{key} kept changing under us; batch {date} is uploaded but "
                        "the pointer was not moved: run again with --force", EXIT_AWS)
 
@@ -374,25 +399,6 @@ def _size(n: int) -> str:
     return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.1f} kB"
 
 
-def resolve_target(stage: str | None, bucket: str | None, prefix: str | None) -> tuple[str, str]:
-    """Bucket and prefix from --bucket/--prefix, else from the stage's config."""
-    if bucket:
-        return bucket, normalize_prefix(prefix if prefix is not None else DEFAULT_PREFIX)
-    from chalice_app.config.stage_file import stage_environment
-
-    env = stage_environment(stage or "local")
-    if not env.get("PREDICTIONS_BUCKET"):
-        raise PublishError(f"stage {stage!r} sets no PREDICTIONS_BUCKET in .chalice/config.json", EXIT_INPUT)
-    chosen = prefix if prefix is not None else env.get("PREDICTIONS_PREFIX", DEFAULT_PREFIX)
-    return env["PREDICTIONS_BUCKET"], normalize_prefix(chosen)
-
-
-def make_client() -> Any:
-    import boto3
-
-    return boto3.client("s3")
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m chalice_app.publishing.publish",
@@ -414,7 +420,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--model-name", help="model name (required unless the file is a batch document with it)")
     p.add_argument("--model-version", help="model version (required likewise)")
     p.add_argument("--dry-run", action="store_true", help="validate and show what would happen; write nothing")
-    p.add_argument("--force", action="store_true", help="replace a batch already published for this date")
+    p.add_argument("--force", action="store_true",
+                   help="replace a batch already published for this date, or publish a date a retract "
+                        "withdrew; needs --reason")
+    p.add_argument("--reason", help="why --force (recorded in the audit log: predictions-audit)")
+    p.add_argument("--by", help="who publishes, recorded in the audit log (default: the login name)")
     p.add_argument("--max-bytes", type=_byte_count, metavar="N",
                    help="refuse a file of more than N bytes once decompressed, before reading it whole "
                         "(default: the stage's MAX_BATCH_BYTES, 64 MiB unless set; the batch's JSON must "
@@ -442,6 +452,12 @@ def main(argv: list[str] | None = None, client: Any = None) -> int:
     try:
         if not is_valid_date(args.date):
             raise PublishError(f"--date must be a real date written YYYY-MM-DD, got {args.date!r}", EXIT_INPUT)
+        reason = " ".join((args.reason or "").split()) or None
+        if args.force and not reason:
+            raise PublishError("--force needs --reason '...': why is recorded in the audit log "
+                               "(predictions-audit); nothing was uploaded", EXIT_INPUT)
+        if reason and len(reason) > audit.MAX_REASON:
+            raise PublishError(f"--reason is longer than {audit.MAX_REASON} characters", EXIT_INPUT)
         bucket, prefix = resolve_target(args.stage, args.bucket, args.prefix)
         limits = stage_limits(args.stage, args.bucket)
         # --max-bytes bounds the input only: the batch itself must stay readable by the stage's API.
@@ -462,7 +478,8 @@ def main(argv: list[str] | None = None, client: Any = None) -> int:
         doc = build_document(parsed.predictions, args.date, parsed.meta, args.model_name, args.model_version)
         del parsed
         result = publish_document(client or make_client(), bucket, prefix, doc, force=args.force,
-                                  dry_run=args.dry_run, progress=say, rows_validated=True, limits=limits)
+                                  dry_run=args.dry_run, progress=say, rows_validated=True, limits=limits,
+                                  reason=reason, by=args.by or who())
     except InputTooLarge as exc:
         print(f"error: {exc} ({limit_source}); nothing was uploaded", file=sys.stderr)
         return EXIT_INPUT
@@ -475,20 +492,6 @@ def main(argv: list[str] | None = None, client: Any = None) -> int:
     tail = " (now latest)" if result.pointer_moved else ""
     print(f"{verb} {result.date}: {result.count:,} predictions to s3://{bucket}/{result.key}{tail}")
     return EXIT_OK
-
-
-def report_failure(exc: Exception) -> int:
-    """One line on stderr and the exit code for a failure of a publishing command; re-raises a bug."""
-    if isinstance(exc, PublishError):
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    if type(exc).__module__.startswith(("botocore", "boto3")):
-        print(f"error: AWS: {exc}", file=sys.stderr)
-        return EXIT_AWS
-    if isinstance(exc, ValueError):  # StageError and friends: bad input
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_INPUT
-    raise exc
 
 
 def _report_rows(path: str, errors: list[RowError]) -> None:

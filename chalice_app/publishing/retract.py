@@ -8,8 +8,10 @@ such as 2062-11-21) would stay latest for good. This command points latest.json 
 must name a batch that exists, with a conditional write (If-Match on the pointer's ETag, or
 If-None-Match when there is none): if anything moved the pointer since it was read, nothing is
 written and the command says so. The pointer records the retraction (from, reason, when, who).
-The retracted batch itself stays in the bucket (batches are immutable); the next publish of a
-date after `--to` moves latest forward as usual.
+The retracted batch itself stays in the bucket (batches are immutable); the next publish of a new
+date after `--to` moves latest forward as usual, but publishing a date the retract withdrew (every
+published date after `--to` up to the one that was latest) needs --force and a reason. The retract is
+appended to the audit log (chalice_app/publishing/audit.py, `predictions-audit`).
 
 Exit codes: 0 done (or nothing to do), 2 bad input (nothing written), 1 AWS error or a race lost.
 """
@@ -18,37 +20,26 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import getpass
 import json
 import sys
 from typing import Any
 
 from chalice_app.aws_clients import error_code
 from chalice_app.contract import batch_key, is_valid_date, pointer_key
-from chalice_app.publishing.publish import (
-    CONDITION_FAILED,
+from chalice_app.publishing import audit
+from chalice_app.publishing.commands import (
     EXIT_AWS,
     EXIT_INPUT,
     EXIT_OK,
     PublishError,
-    _read_pointer,
-    _stored_digest,
-    _utc_now,
     make_client,
-    put_pointer,
     report_failure,
     resolve_target,
+    who,
 )
+from chalice_app.publishing.publish import CONDITION_FAILED, _read_pointer, _stored_digest, _utc_now, put_pointer
 
-MAX_REASON = 500
-
-
-def who() -> str | None:
-    """The operator's login name, when the system knows it."""
-    try:
-        return getpass.getuser() or None
-    except Exception:  # noqa: BLE001 - no user name in this environment: record none
-        return None
+MAX_REASON = audit.MAX_REASON
 
 
 def retract(client: Any, bucket: str, prefix: str, to: str, reason: str, *, by: str | None = None) -> str | None:
@@ -86,6 +77,11 @@ def retract(client: Any, bucket: str, prefix: str, to: str, reason: str, *, by: 
             raise PublishError(f"s3://{bucket}/{key} changed while retracting (latest is now {now}); "
                                "nothing was written: look, then run again", EXIT_AWS) from None
         raise
+    entry = audit.record(client, bucket, prefix, "retract", to=to, from_=current, reason=reason, by=by)
+    if current is not None:
+        # Every published date the retract took out of latest: a rerun of its publish must not bring it back.
+        audit.mark_retracted(client, bucket, prefix, audit.published_between(client, bucket, prefix, to, current),
+                             entry)
     return current
 
 

@@ -113,7 +113,8 @@ def main(argv: list[str] | None = None, client: Any = None) -> int:
         bucket, prefix = resolve_target(args.stage, args.bucket, args.prefix)
         client = client or make_client()
         for n, doc in enumerate(docs, 1):
-            publish_document(client, bucket, prefix, doc, force=args.force)
+            publish_document(client, bucket, prefix, doc, force=args.force,
+                             reason="sample data (predictions-sample --force)" if args.force else None)
             print(f"[{n}/{len(docs)}] published {doc['date']}", file=sys.stderr, flush=True)
     except PublishError as exc:
         print(f"error: {exc}", file=sys.stderr)
