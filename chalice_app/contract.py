@@ -13,6 +13,7 @@ ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 DATE_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 BATCH_FILE = "predictions.json"
 POINTER_FILE = "latest.json"
+REPORT_FILE = "report.json"
 DEFAULT_PREFIX = "predictions/"
 # What the publish command stores with a batch it validated, as S3 user metadata (x-amz-meta-*):
 # the SHA-256 of the JSON (uncompressed), the MD5 of the stored bytes and this mark. A reader whose
@@ -187,6 +188,13 @@ def batch_key(prefix: str, date: str) -> str:
     if not is_valid_date(date):
         raise ValueError(f"not a YYYY-MM-DD date: {date!r}")
     return f"{prefix}{date}/{BATCH_FILE}"
+
+
+def report_key(prefix: str, date: str) -> str:
+    """The publish gate's report on a batch, beside it (chalice_app/publishing/gate.py)."""
+    if not is_valid_date(date):
+        raise ValueError(f"not a YYYY-MM-DD date: {date!r}")
+    return f"{prefix}{date}/{REPORT_FILE}"
 
 
 def pointer_key(prefix: str) -> str:

@@ -28,9 +28,11 @@ def run(s3, *args: str) -> int:
 
 
 def keys(s3) -> list[str]:
-    """The contract's keys (the audit log and retraction marks are tested in tests/test_audit.py)."""
+    """Batches and the pointer (the audit log and retraction marks are tested in tests/test_audit.py,
+    the gate's reports in tests/test_gate.py)."""
     return sorted(o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])
-                  if not o["Key"].startswith((f"{PREFIX}audit/", f"{PREFIX}retracted/")))
+                  if not o["Key"].startswith((f"{PREFIX}audit/", f"{PREFIX}retracted/"))
+                  and not o["Key"].endswith("/report.json"))
 
 
 def read_json(s3, key: str) -> dict:
@@ -60,7 +62,7 @@ def test_publish_writes_the_batch_then_the_pointer(s3, csv_file, capsys):
 
 def test_jsonl_and_bare_json_list_are_accepted(s3, tmp_path):
     (tmp_path / "a.jsonl").write_text('{"id": "a", "v": 1}\n{"id": "b", "v": 2}\n')
-    (tmp_path / "b.json").write_text('[{"id": "a", "v": 1}]')
+    (tmp_path / "b.json").write_text('[{"id": "a", "v": 1}, {"id": "b", "v": 2}]')
     assert run(s3, tmp_path / "a.jsonl", "--date", "2026-11-22") == 0
     assert run(s3, tmp_path / "b.json", "--date", "2026-11-23") == 0
     assert len(read_json(s3, f"{PREFIX}2026-11-22/predictions.json")["predictions"]) == 2

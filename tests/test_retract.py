@@ -42,7 +42,8 @@ def test_a_typo_date_is_retracted_and_publishing_resumes(s3, put_batch, tmp_path
     path = tmp_path / "a.jsonl"
     path.write_text('{"id": "a"}\n')
     assert publish_main([str(path), "--date", "2026-11-30", "--bucket", BUCKET, "--model-name", "m",
-                         "--model-version", "1", "--quiet"], client=s3) == 0
+                         "--model-version", "1", "--quiet", "--force", "--reason", "a one-row batch after "
+                         "larger ones: the gate would refuse it"], client=s3) == 0
     assert pointer(s3)["date"] == "2026-11-30"
 
 

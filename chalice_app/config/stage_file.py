@@ -32,3 +32,13 @@ def stage_environment(stage: str, path: str = CONFIG_PATH) -> dict[str, str]:
     if stage not in stages:
         raise StageError(f"unknown stage {stage!r}; stages in {path}: {', '.join(sorted(stages))}")
     return {**config.get("environment_variables", {}), **stages[stage].get("environment_variables", {})}
+
+
+def stage_section(stage: str, key: str, path: str = CONFIG_PATH) -> object:
+    """A stage's own key in .chalice/config.json beyond Chalice's (e.g. `publish_gate`), or None.
+    Chalice ignores keys it does not know, so a tool's settings can live beside the stage's."""
+    config = load_config(path)
+    stages = config.get("stages", {})
+    if stage not in stages:
+        raise StageError(f"unknown stage {stage!r}; stages in {path}: {', '.join(sorted(stages))}")
+    return stages[stage].get(key)

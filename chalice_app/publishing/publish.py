@@ -1,8 +1,9 @@
-"""The model job's side of the S3 contract: validate, upload, verify, then move the pointer.
+"""The model job's side of the S3 contract: validate, gate, upload, verify, then move the pointer.
 
     python -m chalice_app.publishing.publish FILE --date YYYY-MM-DD [--stage S | --bucket B] ...
 
-Exit codes: 0 published (or dry run ok), 2 bad input (nothing uploaded), 1 AWS error.
+Exit codes: 0 published (or dry run ok), 2 bad input (nothing uploaded), 3 refused by the gate
+(gate.py; nothing uploaded), 1 AWS error.
 Not imported by the API: this module may use boto3, which the model job has anyway.
 """
 
@@ -33,8 +34,9 @@ from chalice_app.contract import (
     model_problem,
     normalize_prefix,
     pointer_key,
+    report_key,
 )
-from chalice_app.publishing import audit
+from chalice_app.publishing import audit, gate
 from chalice_app.publishing.batch_input import (
     InputError,
     InputTooLarge,
@@ -55,6 +57,7 @@ from chalice_app.publishing.commands import (
 
 GZIP_THRESHOLD_BYTES = 64 * 1024
 POINTER_ATTEMPTS = 5
+PREVIOUS_TRIES = 7  # earlier dates looked at for the gate's baseline, past retracted ones
 POINTER_MAX_BYTES = 64 * 1024  # a pointer is ~200 bytes; a bigger one is not read, only replaced
 READ_BACK_CHUNK = 1 << 20
 # What S3 answers when a conditional write (If-None-Match / If-Match) loses.
@@ -71,6 +74,7 @@ class PublishResult:
     gzipped: bool
     pointer_moved: bool
     dry_run: bool = False
+    report: dict | None = None  # the gate's (gate.py), as stored in report.json
 
 
 Progress = Callable[[str], None]
@@ -133,11 +137,14 @@ def encode_document(doc: dict) -> tuple[bytes, bytes]:
 def publish_document(client: Any, bucket: str, prefix: str, doc: dict, *, force: bool = False,
                      dry_run: bool = False, progress: Progress = _quiet,
                      rows_validated: bool = False, limits: Settings | None = None,
-                     reason: str | None = None, by: str | None = None) -> PublishResult:
+                     reason: str | None = None, by: str | None = None,
+                     gate_config: gate.GateConfig | None = None) -> PublishResult:
     """Validate `doc`, upload it, read it back, then move the pointer if this date is the newest.
 
-    `force` replaces a published batch and publishes a date a retract withdrew (audit.py); `reason`
-    and `by` are recorded in the audit log with every move of the pointer (and every forced publish).
+    `force` replaces a published batch, publishes a date a retract withdrew (audit.py) and a batch
+    the gate refused (gate.py, with `gate_config`: the stage's thresholds); `reason` and `by` are
+    recorded in the audit log with every move of the pointer (and every forced publish), and in the
+    gate's report, stored beside the batch before the pointer moves.
 
     `rows_validated=True` skips the row checks when the caller (the CLI) has just made them.
     `limits` (default: the settings' defaults) bounds the batch as the API will read it: its JSON
@@ -165,6 +172,12 @@ def publish_document(client: Any, bucket: str, prefix: str, doc: dict, *, force:
         raise PublishError(f"{date} was retracted ({_retraction_text(withdrawn)}); publishing it again would "
                            "undo that: pass --force --reason '...' if you mean it; nothing was uploaded",
                            EXIT_INPUT)
+    report = _gate_report(client, bucket, prefix, doc, gate_config or gate.GateConfig(), force, reason, by)
+    progress(gate.render(report))
+    if report["verdict"] == "refused":
+        raise PublishError(f"the gate refused the batch of {date} ({len(gate.failed(report['checks']))} check(s) "
+                           "failed, above); nothing was uploaded: fix the batch, or pass --force --reason '...' "
+                           "if it is right", gate.EXIT_GATE)
     raw, body = encode_document(doc)
     if len(raw) > limits.max_batch_bytes:
         raise PublishError(f"the batch is {len(raw):,} bytes of JSON, over the {limits.max_batch_bytes:,} "
@@ -177,7 +190,7 @@ def publish_document(client: Any, bucket: str, prefix: str, doc: dict, *, force:
                  "(MAX_BATCH_ITEMS): it will answer 503 batch_too_large for this date")
     gzipped = body is not raw
     digest = hashlib.sha256(raw).hexdigest()
-    result = PublishResult(date, key, len(rows), len(body), len(raw), gzipped, False, dry_run)
+    result = PublishResult(date, key, len(rows), len(body), len(raw), gzipped, False, dry_run, report)
     target = f"s3://{bucket}/{key}"
     if dry_run:
         if not force and _stored_digest(client, bucket, key) is not None and not _unfinished(
@@ -218,6 +231,9 @@ def publish_document(client: Any, bucket: str, prefix: str, doc: dict, *, force:
         _verify(client, bucket, key, digest, len(raw))
         del raw
         progress(f"verified {target}")
+        # Before the pointer: whoever reads a latest batch finds its report.
+        client.put_object(Bucket=bucket, Key=report_key(prefix, date), ContentType="application/json",
+                          Body=json.dumps(report, ensure_ascii=False, separators=(",", ":")).encode())
         moved, before = _move_pointer(client, bucket, prefix, doc, progress)
         if moved or force:
             audit.record(client, bucket, prefix, "publish-forced" if force else "publish", to=date,
@@ -232,7 +248,7 @@ def publish_document(client: Any, bucket: str, prefix: str, doc: dict, *, force:
         what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         raise PublishError(f"{target} is uploaded but latest.json was not moved ({what[:300]}); running the "
                            "same command again finishes it", EXIT_AWS) from None
-    return PublishResult(date, key, len(rows), result.stored_bytes, result.raw_bytes, gzipped, moved)
+    return PublishResult(date, key, len(rows), result.stored_bytes, result.raw_bytes, gzipped, moved, False, report)
 
 
 def _unfinished(client: Any, bucket: str, prefix: str, key: str, date: str, digest: str) -> bool:
@@ -300,6 +316,54 @@ def _verify(client: Any, bucket: str, key: str, digest: str, size: int) -> None:
     if total != size or sha.hexdigest() != digest or (inflater is not None and not inflater.eof):
         raise PublishError(f"s3://{bucket}/{key} reads back different from what was uploaded; "
                            "the pointer was not moved", EXIT_AWS)
+
+
+def _gate_report(client: Any, bucket: str, prefix: str, doc: dict, config: gate.GateConfig, force: bool,
+                 reason: str | None, by: str | None) -> dict:
+    """The gate's report on `doc` against the newest earlier batch that stands (not retracted)."""
+    date = doc["date"]
+    mine, samples = gate.profile(doc["predictions"], doc.get("model"))
+    previous, theirs = _previous_profile(client, bucket, prefix, date)
+    checks, notes = gate.compare(mine, theirs, config, doc["predictions"], samples)
+    bad = gate.failed(checks)
+    verdict = "passed" if not bad else "forced" if force else "refused"
+    return {"date": date, "previous": previous, "verdict": verdict,
+            "forced": {"reason": reason, "by": by} if force else None, "checks": checks, "notes": notes,
+            "thresholds": {k: v for k, v in vars(config).items() if k != "fields"}, "rules": config.fields,
+            "profile": mine}
+
+
+def _previous_profile(client: Any, bucket: str, prefix: str, date: str) -> tuple[str | None, dict | None]:
+    """(date, profile) of the newest batch before `date` that no retract withdrew; its report's profile,
+    or, for a batch published before the gate existed, a profile of the batch itself (read once)."""
+    from botocore.exceptions import ClientError
+
+    earlier = sorted((d for d in _listed_dates(client, bucket, prefix) if d < date), reverse=True)
+    for candidate in earlier[:PREVIOUS_TRIES]:
+        if audit.retraction_of(client, bucket, prefix, candidate) is not None:
+            continue
+        try:
+            stored = json.loads(client.get_object(Bucket=bucket, Key=report_key(prefix, candidate))["Body"].read())
+            if isinstance(stored, dict) and isinstance(stored.get("profile"), dict):
+                return candidate, stored["profile"]
+        except ClientError as exc:
+            if error_code(exc) not in ("NoSuchKey", "404"):
+                raise
+        except ValueError:
+            pass  # an unreadable report: profile the batch instead
+        response = client.get_object(Bucket=bucket, Key=batch_key(prefix, candidate))
+        body = response["Body"].read()
+        if (response.get("ContentEncoding") or "").lower() == "gzip" or body[:2] == b"\x1f\x8b":
+            body = gzip.decompress(body)
+        old = json.loads(body)
+        return candidate, gate.profile(old.get("predictions") or [], old.get("model"))[0]
+    return None, None
+
+
+def _listed_dates(client: Any, bucket: str, prefix: str) -> list[str]:
+    paginator = client.get_paginator("list_objects_v2")
+    return [d for page in paginator.paginate(Bucket=bucket, Prefix=prefix) for obj in page.get("Contents", ())
+            if (d := date_from_key(prefix, obj["Key"]))]
 
 
 def _retraction_text(record: dict) -> str:
@@ -395,6 +459,20 @@ def stage_limits(stage: str | None, bucket: str | None) -> Settings:
     return load_settings(stage_environment(stage or "local"))
 
 
+def stage_gate(stage: str | None, bucket: str | None) -> gate.GateConfig:
+    """The gate's thresholds and rules of the stage (`publish_gate` in its .chalice/config.json entry);
+    the defaults with --bucket. A wrong setting is bad input, named."""
+    if bucket:
+        return gate.GateConfig()
+    from chalice_app.config.stage_file import stage_section
+
+    name = stage or "local"
+    try:
+        return gate.GateConfig.from_mapping(stage_section(name, "publish_gate"), f"stage {name}: publish_gate")
+    except ValueError as exc:
+        raise PublishError(f"{exc} (.chalice/config.json)", EXIT_INPUT) from None
+
+
 def _size(n: int) -> str:
     return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.1f} kB"
 
@@ -404,7 +482,8 @@ def parser() -> argparse.ArgumentParser:
         prog="python -m chalice_app.publishing.publish",
         description="Publish one day's predictions to the bucket (the S3 contract v1): validate every "
                     "row, upload the batch, read it back, then move latest.json if this date is the newest.",
-        epilog="Exit codes: 0 published, 2 bad input (nothing uploaded), 1 AWS error. "
+        epilog="Exit codes: 0 published, 2 bad input (nothing uploaded), 3 refused by the gate (the report "
+               "says which checks failed; nothing uploaded; --force --reason publishes anyway), 1 AWS error. "
                "Example: python -m chalice_app.publishing.publish preds.csv --date 2026-11-23 --stage dev "
                "--model-name demand-forecast --model-version 3.2.0",
     )
@@ -479,7 +558,7 @@ def main(argv: list[str] | None = None, client: Any = None) -> int:
         del parsed
         result = publish_document(client or make_client(), bucket, prefix, doc, force=args.force,
                                   dry_run=args.dry_run, progress=say, rows_validated=True, limits=limits,
-                                  reason=reason, by=args.by or who())
+                                  reason=reason, by=args.by or who(), gate_config=stage_gate(args.stage, args.bucket))
     except InputTooLarge as exc:
         print(f"error: {exc} ({limit_source}); nothing was uploaded", file=sys.stderr)
         return EXIT_INPUT
