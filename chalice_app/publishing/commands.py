@@ -37,10 +37,10 @@ def resolve_target(stage: str | None, bucket: str | None, prefix: str | None) ->
     return env["PREDICTIONS_BUCKET"], normalize_prefix(chosen)
 
 
-def make_client() -> Any:
+def make_client(service: str = "s3") -> Any:
     import boto3
 
-    return boto3.client("s3")
+    return boto3.client(service)
 
 
 def who() -> str | None:

@@ -36,7 +36,7 @@ from chalice_app.contract import (
     pointer_key,
     report_key,
 )
-from chalice_app.publishing import audit, gate
+from chalice_app.publishing import audit, gate, notify
 from chalice_app.publishing.batch_input import (
     InputError,
     InputTooLarge,
@@ -138,13 +138,16 @@ def publish_document(client: Any, bucket: str, prefix: str, doc: dict, *, force:
                      dry_run: bool = False, progress: Progress = _quiet,
                      rows_validated: bool = False, limits: Settings | None = None,
                      reason: str | None = None, by: str | None = None,
-                     gate_config: gate.GateConfig | None = None) -> PublishResult:
+                     gate_config: gate.GateConfig | None = None, events: Any = None,
+                     warn: Progress | None = None) -> PublishResult:
     """Validate `doc`, upload it, read it back, then move the pointer if this date is the newest.
 
     `force` replaces a published batch, publishes a date a retract withdrew (audit.py) and a batch
     the gate refused (gate.py, with `gate_config`: the stage's thresholds); `reason` and `by` are
     recorded in the audit log with every move of the pointer (and every forced publish), and in the
-    gate's report, stored beside the batch before the pointer moves.
+    gate's report, stored beside the batch before the pointer moves. With `events` (an EventBridge
+    client), a `Batch Published` event follows (notify.py); `warn` gets what could not be done after
+    the batch was stored (default: `progress`).
 
     `rows_validated=True` skips the row checks when the caller (the CLI) has just made them.
     `limits` (default: the settings' defaults) bounds the batch as the API will read it: its JSON
@@ -241,6 +244,10 @@ def publish_document(client: Any, bucket: str, prefix: str, doc: dict, *, force:
                          model=doc.get("model"))
         if moved and withdrawn is not None:
             audit.clear_retracted(client, bucket, prefix, date)
+        if events is not None:
+            notify.send(events, notify.batch_published(
+                bucket, prefix, date=date, key=key, report_key=report_key(prefix, date), count=len(rows),
+                model=doc.get("model"), latest=moved, report=report), warn or progress)
     except PublishError as exc:
         raise PublishError(f"{exc} (the batch is uploaded: running the same command again finishes it)",
                            exc.exit_code) from None
@@ -524,7 +531,9 @@ def _byte_count(text: str) -> int:
     return value
 
 
-def main(argv: list[str] | None = None, client: Any = None) -> int:
+def main(argv: list[str] | None = None, client: Any = None, events: Any = None) -> int:
+    """The command. `client` (S3) and `events` (EventBridge) replace the ones made from the environment;
+    with a `client` given and no `events`, no event is sent (tests that only look at the bucket)."""
     args = parser().parse_args(argv)
     say: Progress = _quiet if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     limit_source = "--max-bytes"
@@ -556,9 +565,12 @@ def main(argv: list[str] | None = None, client: Any = None) -> int:
         say(f"{args.file}: {len(parsed.predictions):,} valid predictions")
         doc = build_document(parsed.predictions, args.date, parsed.meta, args.model_name, args.model_version)
         del parsed
+        if events is None and client is None:
+            events = make_client("events")
         result = publish_document(client or make_client(), bucket, prefix, doc, force=args.force,
                                   dry_run=args.dry_run, progress=say, rows_validated=True, limits=limits,
-                                  reason=reason, by=args.by or who(), gate_config=stage_gate(args.stage, args.bucket))
+                                  reason=reason, by=args.by or who(), gate_config=stage_gate(args.stage, args.bucket),
+                                  events=events, warn=lambda m: print(m, file=sys.stderr, flush=True))
     except InputTooLarge as exc:
         print(f"error: {exc} ({limit_source}); nothing was uploaded", file=sys.stderr)
         return EXIT_INPUT
