@@ -97,6 +97,11 @@ def test_the_printed_publish_command_publishes_to_the_local_bucket(stack, tmp_pa
     # The line `make run` prints carries the environment it needs: run it with no AWS settings at all.
     bare = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     done = subprocess.run(command, shell=True, env=bare, capture_output=True, text=True, timeout=60)
+    # One product after days of 200: the gate refuses it, as the README's quick start shows.
+    assert done.returncode == 3, done.stderr
+    assert "gate: refused" in done.stderr and "FAILED row_count: 1 rows, was 200" in done.stderr
+    forced = f"{command} --force --reason 'one product, to try the API'"
+    done = subprocess.run(forced, shell=True, env=bare, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "(now latest)" in done.stdout
     status, answer = get(f"{stack.api_url}/predictions/2026-11-24/sku-new")
@@ -256,7 +261,7 @@ def test_a_publish_re_renders_the_served_site_through_the_handler(tmp_path):
                               log_path=str(tmp_path / "stack.log"), progress=lines.append) as stack:
         assert stack.follower is not None
         started = time.monotonic()
-        stack.publish(make_batch(new_date, 250))
+        stack.publish(make_batch(new_date, 250), force=True)  # 250 rows after 5: the gate would refuse it
         manifest = stack.wait_for_site(new_date, timeout=30)
         seconds = time.monotonic() - started
         assert seconds < 10, seconds

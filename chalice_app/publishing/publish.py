@@ -334,7 +334,7 @@ def _gate_report(client: Any, bucket: str, prefix: str, doc: dict, config: gate.
     checks, notes = gate.compare(mine, theirs, config, doc["predictions"], samples)
     bad = gate.failed(checks)
     verdict = "passed" if not bad else "forced" if force else "refused"
-    return {"date": date, "previous": previous, "verdict": verdict,
+    return {"date": date, "generated_at": doc.get("generated_at"), "previous": previous, "verdict": verdict,
             "forced": {"reason": reason, "by": by} if force else None, "checks": checks, "notes": notes,
             "thresholds": {k: v for k, v in vars(config).items() if k != "fields"}, "rules": config.fields,
             "profile": mine}

@@ -10,6 +10,7 @@ Layout of the output (plain file names, so S3 behind CloudFront needs no URL rew
     d/<date>.html              one page per recent date
     d/<date>/page-<n>.html     rows beyond the first page, for readers without JavaScript
     docs/api.html              the API's routes with curl examples (not under /api/: that is the API)
+    feed.xml                   Atom: one entry per date (count, model, the publish gate's verdict)
     404.html                   served with status 404 by the edge / CloudFront
     assets/<name>.<hash>.<ext> CSS, JS, favicon
     manifest.json              every file with its hash, size, Content-Type and Cache-Control
@@ -20,7 +21,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import traceback
+import uuid
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
@@ -28,6 +31,7 @@ from typing import Any
 import jinja2
 
 from chalice_app.api.limits import DEFAULT_LIMIT, MAX_LIMIT, MAX_Q_LENGTH
+from chalice_app.contract import report_key
 from chalice_app.store.batch import Batch
 from chalice_app.store.cache import BatchNotFound, PredictionStore, StoreUnavailable
 from chalice_app.website import changes as changes_mod
@@ -42,6 +46,7 @@ from chalice_app.website.view import (
     date_nav,
     date_url,
     embedded_data,
+    gate_summary,
     pager,
     table_rows,
     thousands,
@@ -54,6 +59,7 @@ API_PAGE = "/docs/api.html"
 # The one page that lists every rendered date: date pages link to it instead of carrying the list,
 # so a new date changes none of an older date's pages (only index.html carries the list too).
 DATES_PAGE = "/dates.html"
+FEED_PAGE = "/feed.xml"  # Atom: one entry per date on the site
 ASSETS = ("site.css", "site.js", "favicon.svg")
 
 
@@ -80,7 +86,8 @@ class Renderer:
         )
         self.env.filters["thousands"] = thousands
         self.env.globals.update(asset=asset_urls.__getitem__, api_page=API_PAGE, api_base=API_BASE,
-                                dates_page=DATES_PAGE, openapi_url=None)  # render_site sets it when published
+                                dates_page=DATES_PAGE, feed_page=FEED_PAGE,
+                                openapi_url=None)  # render_site sets it when published
 
     def page(self, template: str, **context: Any) -> bytes:
         try:
@@ -106,14 +113,15 @@ def _shown_path(path: str) -> str:
 
 def batch_pages(renderer: Renderer, batch: Batch, nav_dates: list[str], latest: str,
                 is_latest_page: bool, previous: Batch | None = None,
-                links: list[dict] | None = None, keep: Mapping[str, Any] = MappingProxyType({})) -> dict[str, bytes]:
+                links: list[dict] | None = None, keep: Mapping[str, Any] = MappingProxyType({}),
+                gate: dict | None = None) -> dict[str, bytes]:
     """The first page of a batch (index.html or d/<date>.html) and, for date pages, the rest
     (but the paths in `keep`, which the caller already has: see render_site)."""
     columns, changes = changes_mod.with_changes(batch, previous, columns_of(batch))
     summary = batch_summary(batch)
     first_url = "/" if is_latest_page else date_url(batch.date)
     common = {"batch": summary, "columns": columns, **date_nav(nav_dates, batch.date, latest),
-              "changes": changes_mod.changes_context(changes), "downloads": links or []}
+              "changes": changes_mod.changes_context(changes), "downloads": links or [], "gate": gate}
     if not is_latest_page:
         common["dates"] = []  # on DATES_PAGE: a new date must not change this date's pages
     description = (f"{summary['total']:,} predictions of {summary['model']} for {batch.date}, "
@@ -235,12 +243,19 @@ def render_site(store: PredictionStore, days: int = DEFAULT_DAYS, *, site_dir: s
             known[date] = _read(store, date)
         return known[date]
 
+    reports: dict[str, dict | None] = {}
+
+    def report_of(date: str) -> dict | None:
+        if date not in reports:
+            reports[date] = _report(store, date)
+        return reports[date]
+
     def extras(batch: Batch) -> dict[str, Any]:
         before = changes_mod.previous_date(listed, batch.date)
         got = downloads.downloads_of(batch)
         files.update(got)
         return {"previous": batch_of(before) if before else None,
-                "links": downloads.download_links(got, batch.date)}
+                "links": downloads.download_links(got, batch.date), "gate": gate_summary(report_of(batch.date))}
 
     files.update(batch_pages(renderer, latest, dates, latest.date, is_latest_page=True, **extras(latest)))
     for n, date in enumerate(dates, 1):
@@ -256,16 +271,61 @@ def render_site(store: PredictionStore, days: int = DEFAULT_DAYS, *, site_dir: s
         files[downloads.OPENAPI_NAME] = openapi
     renderer.env.globals["openapi_url"] = "/" + downloads.OPENAPI_NAME if openapi is not None else None
     files[API_PAGE.lstrip("/")] = api_page(renderer, latest)
+    forced = {date for date in dates if (gate_summary(report_of(date)) or {}).get("forced")}
     files[DATES_PAGE.lstrip("/")] = renderer.page(
         "dates.html", title="Every date on this site", section="dates", script=False,
-        description=f"Predictions of the last {len(dates)} dates, newest first.",
+        description=f"Predictions of the last {len(dates)} dates, newest first.", forced=forced,
         **date_nav(dates, latest.date, latest.date))
+    files[FEED_PAGE.lstrip("/")] = renderer.page("feed.xml", **feed(store, dates, report_of, batch_of))
     files["404.html"] = renderer.page("404.html", title="Page not found", section="", script=False,
                                       description="There is no page at this address.", latest=latest.date,
                                       days=len(dates))
     files["manifest.json"] = manifest(files, {k: v[0] for k, v in assets.items()}, latest.date, dates,
                                       {path: entry for path, entry in keep.items() if path not in files})
     return files
+
+
+def _report(store: PredictionStore, date: str) -> dict | None:
+    """The publish gate's report on a batch ({date}/report.json), None when there is none (a batch
+    published before the gate, or by another writer) or it cannot be read: a page without it is
+    better than no site."""
+    try:
+        fetched = store.source.get(report_key(store.prefix, date))
+        report = json.loads(fetched.body) if fetched is not None else None
+    except Exception:  # noqa: BLE001 - missing, unreadable or not JSON: the page says nothing of the gate
+        return None
+    return report if isinstance(report, dict) else None
+
+
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
+
+
+def feed(store: PredictionStore, dates: list[str], report_of: Callable[[str], dict | None],
+         batch_of: Callable[[str], Batch]) -> dict[str, Any]:
+    """The Atom feed's context: one entry per date on the site, newest first, from each batch's report
+    (count, model, the gate's verdict); a batch without a report is read for its count and model.
+    Ids are urn:uuid, fixed per bucket, prefix and date, so a reader never sees an entry twice."""
+    where = _where(store)
+    entries = []
+    for date in dates:
+        report = report_of(date)
+        profile = report.get("profile") if isinstance(report, dict) else None
+        if isinstance(profile, dict) and isinstance(report.get("generated_at"), str):
+            count, model, generated = profile.get("count"), profile.get("model"), report["generated_at"]
+        else:
+            batch = batch_of(date)
+            count, model, generated = len(batch), batch.model, batch.generated_at
+        gate = gate_summary(report)
+        updated = generated if isinstance(generated, str) and _RFC3339.fullmatch(generated) else f"{date}T00:00:00Z"
+        model_text = f"{model.get('name')} {model.get('version')}" if isinstance(model, dict) else str(model)
+        entries.append({
+            "id": f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'{where}{date}')}", "updated": updated,
+            "title": f"{date}: {count:,} predictions, {model_text}" + (" (published with --force)"
+                                                                       if gate and gate["forced"] else ""),
+            "url": date_url(date), "summary": gate["text"] if gate else "Published before the publish gate.",
+        })
+    newest = max((e["updated"] for e in entries), default="1970-01-01T00:00:00Z")
+    return {"feed_id": f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, where)}", "updated": newest, "entries": entries}
 
 
 def _listed(store: PredictionStore) -> list[str]:

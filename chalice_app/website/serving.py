@@ -21,6 +21,7 @@ CONTENT_TYPES = {
     ".svg": "image/svg+xml",
     ".txt": "text/plain; charset=utf-8",
     ".csv": "text/csv; charset=utf-8",
+    ".xml": "application/atom+xml; charset=utf-8",  # feed.xml, the only XML the site has
 }
 # Exactly what the pages use: own scripts, styles, favicon and the same-origin API. No inline
 # script or style anywhere (the embedded JSON is data, which script-src does not govern).

@@ -186,6 +186,30 @@ def batch_summary(batch: Batch) -> dict[str, Any]:
             "total": len(batch)}
 
 
+MAX_GATE_LINES = 12  # failed checks listed on a page; the report (report.json) has every one
+
+
+def gate_summary(report: object) -> dict[str, Any] | None:
+    """What a reader of a date's page is told of the publish gate's report (publishing/gate.py):
+    one sentence, the failed checks of a forced batch, the notes. None without a readable report."""
+    if not isinstance(report, dict) or not isinstance(report.get("checks"), list):
+        return None
+    checks = [c for c in report["checks"] if isinstance(c, dict)]
+    failed = [str(c.get("message", c.get("rule", ""))) for c in checks if not c.get("passed")]
+    previous = report.get("previous")
+    against = f"against the batch of {previous}" if previous else "with no earlier batch to compare with"
+    forced = report.get("forced") if isinstance(report.get("forced"), dict) else None
+    if report.get("verdict") == "forced" and forced:
+        who = f" by {forced['by']}" if forced.get("by") else ""
+        text = (f"Published with --force{who}: \u201c{forced.get('reason') or 'no reason given'}\u201d. "
+                f"Checked {against}, {len(failed)} of {len(checks)} checks failed:")
+    else:
+        text = f"Checked {against}: all {len(checks)} checks passed." if checks else f"Checked {against}."
+    notes = [str(n) for n in report.get("notes", []) if isinstance(n, str) and "no previous batch" not in n]
+    return {"text": text, "forced": bool(forced) and report.get("verdict") == "forced",
+            "failed": failed[:MAX_GATE_LINES], "failed_more": max(0, len(failed) - MAX_GATE_LINES), "notes": notes}
+
+
 def script_json(payload: object) -> str:
     """JSON that cannot end the <script> element it sits in, nor open a comment inside it."""
     text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
