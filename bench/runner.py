@@ -62,11 +62,11 @@ def measure_size(s3: MotoS3, size: int, ours: Target, base: Target, cfg: Config,
                  extra_cold: list[Target], before: Target | None) -> dict:
     bucket = f"bench-{size}"
     s3.create_bucket(bucket)
-    publish_s = s3.publish(bucket, DATE, size)
+    publish_s, gate_s = s3.publish_with_gate(bucket, DATE, size)
     # The stage limits that let a 1M batch (117 MB of JSON) in: prod's bytes, and more.
     env = s3.child_env(bucket, BIG_LIMITS if size > 200_000 else None)
     pair = [ours, base] + ([before] if before else [])
-    out: dict = {"size": size, "publish_s": publish_s}
+    out: dict = {"size": size, "publish_s": publish_s, "gate_s": gate_s}
     # The cold path on each S3 client the container can pick (the botocore one without env credentials).
     botocore_client = Target("ours", ours.package_dir, label="ours-botocore")
     cold_targets = [*pair, botocore_client, *extra_cold]

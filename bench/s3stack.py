@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import time
@@ -9,6 +10,7 @@ from typing import Any
 
 from chalice_app.config.settings import Settings
 from chalice_app.contract import DEFAULT_PREFIX
+from chalice_app.publishing import gate
 from chalice_app.publishing.publish import publish_document
 from chalice_app.publishing.sample import make_batch
 from tools.devstack import FAKE_AWS
@@ -51,12 +53,25 @@ class MotoS3:
 
     def publish(self, bucket: str, date: str, count: int) -> float:
         """Publish a sample batch of `count` rows; returns the seconds publish_document took."""
+        return self.publish_with_gate(bucket, date, count)[0]
+
+    def publish_with_gate(self, bucket: str, date: str, count: int) -> tuple[float, float]:
+        """(seconds publish_document took, seconds of the publish gate's work on that batch against the
+        day before's profile: what it adds to a daily publish; the publish itself, alone in its bucket,
+        profiles the batch but has nothing to compare with)."""
         doc = make_batch(date, count)
+        before = make_batch((dt.date.fromisoformat(date) - dt.timedelta(days=1)).isoformat(), count)
+        previous = gate.profile(before["predictions"], before["model"])[0]
+        del before
+        t = time.perf_counter()
+        mine, samples = gate.profile(doc["predictions"], doc["model"])
+        gate.compare(mine, previous, gate.GateConfig(), doc["predictions"], samples)
+        gate_s = time.perf_counter() - t
         t = time.perf_counter()
         # Limits that let the 1M batch in (117 MB of JSON), as the bench children are given them.
         limits = Settings(max_batch_bytes=256 << 20, max_stored_bytes=256 << 20, max_batch_items=count)
         publish_document(self.client, bucket, DEFAULT_PREFIX, doc, force=True, limits=limits)
-        return time.perf_counter() - t
+        return time.perf_counter() - t, gate_s
 
     def create_bucket(self, bucket: str) -> None:
         self.client.create_bucket(Bucket=bucket)
