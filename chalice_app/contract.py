@@ -25,6 +25,10 @@ SHA256_METADATA = "sha256"
 MD5_METADATA = "md5"  # of the bytes as stored: S3's ETag of a single-part upload without SSE-KMS
 VALIDATED_METADATA = "validated"
 VALIDATED_MARK = "publish-v1"
+# The publish gate's verdict on a stored batch (chalice_app/publishing/gate.py), which the API answers
+# with each page: passed, or forced (published with --force over a refusal).
+GATE_METADATA = "gate"
+GATE_VERDICTS = ("passed", "forced")
 
 
 def is_valid_id(value: object) -> bool:

@@ -226,3 +226,16 @@ def test_the_gate_settings_live_in_the_stage_of_the_chalice_config(tmp_path):
     assert gate.GateConfig.from_mapping(stage_section("dev", "publish_gate", str(path))) == gate.GateConfig()
     with pytest.raises(StageError, match="unknown stage"):
         stage_section("qa", "publish_gate", str(path))
+
+
+def test_the_api_answers_with_the_gate_verdict(s3, api, put_batch):
+    from chalice_app.publishing.publish import publish_document
+
+    publish_document(s3, BUCKET, PREFIX, day(DAY1))
+    smaller = day(DAY2)
+    smaller["predictions"] = smaller["predictions"][:100]
+    publish_document(s3, BUCKET, PREFIX, smaller, force=True, reason="half the stores closed")
+    put_batch("2026-11-24")  # a model job writing the key itself: no gate ran
+    verdicts = {date: json.loads(api.get(f"/predictions/{date}?limit=1").body)["gate"]
+                for date in (DAY1, DAY2, "2026-11-24")}
+    assert verdicts == {DAY1: "passed", DAY2: "forced", "2026-11-24": None}

@@ -95,12 +95,15 @@ def _components() -> dict[str, Any]:
             },
             "Page": {
                 "type": "object",
-                "required": ["date", "model", "generated_at", "count", "total", "items", "next_cursor"],
+                "required": ["date", "model", "generated_at", "gate", "count", "total", "items", "next_cursor"],
                 "additionalProperties": False,
                 "properties": {
                     "date": _ref("schemas", "Date"),
                     "model": _ref("schemas", "Model"),
                     "generated_at": {"type": ["string", "null"]},
+                    "gate": {"enum": ["passed", "forced", None],
+                             "description": "the publish gate's verdict: passed, forced (published with --force "
+                                            "over a refusal), or null (a batch not stored by the publish command)"},
                     "count": {"type": "integer", "minimum": 0, "description": "items matching q"},
                     "total": {"type": "integer", "minimum": 0, "description": "items in the batch"},
                     "items": {"type": "array", "maxItems": routes.MAX_LIMIT,

@@ -23,6 +23,7 @@ from typing import Any
 from chalice_app.aws_clients import error_code
 from chalice_app.config.settings import Settings
 from chalice_app.contract import (
+    GATE_METADATA,
     MD5_METADATA,
     SHA256_METADATA,
     VALIDATED_MARK,
@@ -206,7 +207,7 @@ def publish_document(client: Any, bucket: str, prefix: str, doc: dict, *, force:
         "Bucket": bucket, "Key": key, "Body": body, "ContentType": "application/json; charset=utf-8",
         # The digest and the mark let the API skip proving again what was just validated (contract.py).
         "Metadata": {SHA256_METADATA: digest, MD5_METADATA: hashlib.md5(body, usedforsecurity=False).hexdigest(),
-                     VALIDATED_METADATA: VALIDATED_MARK, "count": str(len(rows)),
+                     VALIDATED_METADATA: VALIDATED_MARK, GATE_METADATA: report["verdict"], "count": str(len(rows)),
                      "generated-at": str(doc.get("generated_at", ""))},
     }
     if gzipped:

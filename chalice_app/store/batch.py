@@ -126,6 +126,7 @@ class Batch:
         "_views",
         "date",
         "fields",
+        "gate",
         "generated_at",
         "index",
         "model",
@@ -160,6 +161,7 @@ class Batch:
         self.model = doc.get("model")
         self.fields = doc.get("fields")
         self.source_etag = source_etag
+        self.gate: str | None = None  # the publish gate's verdict, from the object's metadata (cache.py)
 
     def _init_views(self) -> None:
         self._views: OrderedDict[tuple, list[int] | range] = OrderedDict()
@@ -267,7 +269,7 @@ class Batch:
         return self._n
 
     def metadata(self) -> dict:
-        return {"date": self.date, "model": self.model, "generated_at": self.generated_at}
+        return {"date": self.date, "model": self.model, "generated_at": self.generated_at, "gate": self.gate}
 
     def head_json(self) -> str:
         """`{"date", "model"}` as JSON, encoded once: the head of every by-id answer."""

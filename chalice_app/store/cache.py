@@ -19,6 +19,8 @@ from typing import Any, Generic, TypeVar
 
 from chalice_app.config.settings import Settings
 from chalice_app.contract import (
+    GATE_METADATA,
+    GATE_VERDICTS,
     MD5_METADATA,
     SHA256_METADATA,
     VALIDATED_MARK,
@@ -331,9 +333,12 @@ def _parse_batch(fetched: Fetched, max_depth: int = DEFAULT_MAX_JSON_DEPTH,
         # a batch's peak memory is about its text plus ~150 bytes a row, not a dict per row.
         meta = fetched.metadata if fetched.metadata.get(VALIDATED_METADATA) == VALIDATED_MARK else {}
         md5 = meta.get(MD5_METADATA)
-        return Batch.from_json(fetched.body, fetched.etag, max_depth=max_depth, max_items=max_items,
-                               proven_sha256=meta.get(SHA256_METADATA),
-                               proven_by_etag=bool(md5) and fetched.etag.strip('"') == md5)
+        batch = Batch.from_json(fetched.body, fetched.etag, max_depth=max_depth, max_items=max_items,
+                                proven_sha256=meta.get(SHA256_METADATA),
+                                proven_by_etag=bool(md5) and fetched.etag.strip('"') == md5)
+        verdict = fetched.metadata.get(GATE_METADATA)
+        batch.gate = verdict if verdict in GATE_VERDICTS else None
+        return batch
     finally:
         if was_enabled:
             gc.enable()
