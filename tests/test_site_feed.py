@@ -95,3 +95,30 @@ def test_the_dates_page_marks_a_forced_date(site):
     page = text_of(site["dates.html"])
     assert "2026-11-22 · published with --force" in page and "2026-11-21 · published" not in page
     assert 'href="/feed.xml"' in site["dates.html"].decode()
+
+
+def test_the_dates_page_shows_who_moved_latest_and_why(s3):
+    from chalice_app.publishing import retract
+
+    publish_document(s3, BUCKET, PREFIX, make_batch("2026-11-21", 300), by="job@ci")
+    publish_document(s3, BUCKET, PREFIX, make_batch("2026-11-22", 300), by="job@ci")
+    assert retract.main(["--to", "2026-11-21", "--reason", "values <doubled>", "--bucket", BUCKET,
+                         "--by", "ops@team"], client=s3) == 0
+    site = render_site(PredictionStore(S3Source(s3, BUCKET), PREFIX), 7)
+    page = text_of(site["dates.html"])
+    assert "Recent changes of the latest batch" in page
+    moves = page.split("predictions-audit")[1]
+    assert moves.index("retract, 2026-11-22 → 2026-11-21, by ops@team: “values <doubled>”") < \
+        moves.index("publish, 2026-11-21 → 2026-11-22, by job@ci") < moves.index("publish, none → 2026-11-21")
+
+
+def test_a_folder_site_reads_its_history_too(tmp_path):
+    from chalice_app.store.sources import DirSource
+    from chalice_app.website.history import recent_moves
+
+    folder = tmp_path / PREFIX / "audit"
+    folder.mkdir(parents=True)
+    (folder / "20261121T040000000000Z-publish-2026-11-21.json").write_text(
+        json.dumps({"action": "publish", "at": "2026-11-21T04:00:00Z", "to": "2026-11-21"}))
+    (folder / "20261122T040000000000Z-retract-2026-11-20.json").write_text("not json")
+    assert [m["to"] for m in recent_moves(DirSource(str(tmp_path)), PREFIX)] == ["2026-11-21"]

@@ -35,7 +35,7 @@ from chalice_app.contract import report_key
 from chalice_app.store.batch import Batch
 from chalice_app.store.cache import BatchNotFound, PredictionStore, StoreUnavailable
 from chalice_app.website import changes as changes_mod
-from chalice_app.website import downloads
+from chalice_app.website import downloads, history
 from chalice_app.website.chart import chart_of
 from chalice_app.website.serving import SECURITY_HEADERS, cache_control_for, content_type_for
 from chalice_app.website.view import (
@@ -275,6 +275,7 @@ def render_site(store: PredictionStore, days: int = DEFAULT_DAYS, *, site_dir: s
     files[DATES_PAGE.lstrip("/")] = renderer.page(
         "dates.html", title="Every date on this site", section="dates", script=False,
         description=f"Predictions of the last {len(dates)} dates, newest first.", forced=forced,
+        moves=history.recent_moves(store.source, store.prefix),
         **date_nav(dates, latest.date, latest.date))
     files[FEED_PAGE.lstrip("/")] = renderer.page("feed.xml", **feed(store, dates, report_of, batch_of))
     files["404.html"] = renderer.page("404.html", title="Page not found", section="", script=False,
