@@ -1,8 +1,13 @@
-"""The site function: an EventBridge rule on the stage's latest pointer runs the site rebuild.
+"""The site function: an EventBridge rule on the stage's batches and pointer runs the site rebuild.
 
-When the model job publishes, the last thing it writes is `{prefix}latest.json`; S3 sends
-"Object Created" for it to EventBridge, and this rule invokes a Lambda of its own
-(`predictions-<stage>-site`) that renders the site and syncs it (chalice_app/website/rebuild.py).
+When the model job publishes, it writes the dated batch `{prefix}<date>/predictions.json`, then (for
+the newest date) the pointer `{prefix}latest.json`; S3 sends "Object Created" for each to
+EventBridge, and this rule invokes a Lambda of its own (`predictions-<stage>-site`) that renders the
+site and syncs it (chalice_app/website/rebuild.py). The batch key matters on its own: a backfilled
+day older than latest moves no pointer, yet belongs on the site (its pages, the date list, and the
+"Change" column of the next date). Both events mean the same thing to the handler: rebuild what
+changed, from the store as it is now. Nothing else under the prefix (a report, `_SUCCESS`, a
+temporary upload) matches.
 `on_cw_event` works with both `chalice deploy` and `chalice package` (on_s3_event does not package).
 
 Like the warmer (chalice_app/warming/scheduled.py), the switch is read at import time from
@@ -23,7 +28,7 @@ from typing import Any
 
 from chalice import Blueprint
 
-from chalice_app.contract import DEFAULT_PREFIX, normalize_prefix, pointer_key
+from chalice_app.contract import BATCH_FILE, DEFAULT_PREFIX, REPORT_FILE, normalize_prefix, pointer_key
 
 SITE_FUNCTION = "site"  # Chalice deploys it as {app_name}-{stage}-site
 
@@ -42,15 +47,26 @@ def enabled(env: Mapping[str, str]) -> bool:
 
 
 def event_pattern(bucket: str, prefix: str) -> dict:
-    """EventBridge pattern: S3 'Object Created' of exactly this stage's pointer object."""
+    """EventBridge pattern: S3 'Object Created' of this stage's pointer, of any dated batch
+    (`{prefix}*/predictions.json`: EventBridge's `wildcard`, where `*` also spans '/'), or of a batch's
+    gate report (`*/report.json`): the publish command writes it after the batch, and its date's pages
+    show it, so a backfill's pages get it too."""
     if not bucket.strip():
         raise SiteTriggerConfigError("SITE_REBUILD_ENABLED is true but PREDICTIONS_BUCKET is not set")
+    prefix = normalize_prefix(prefix or DEFAULT_PREFIX)
+    batches = {"wildcard": f"{_wildcard_literal(prefix)}*/{BATCH_FILE}"}
+    reports = {"wildcard": f"{_wildcard_literal(prefix)}*/{REPORT_FILE}"}
     return {
         "source": ["aws.s3"],
         "detail-type": ["Object Created"],
         "detail": {"bucket": {"name": [bucket.strip()]},
-                   "object": {"key": [pointer_key(normalize_prefix(prefix or DEFAULT_PREFIX))]}},
+                   "object": {"key": [pointer_key(prefix), batches, reports]}},
     }
+
+
+def _wildcard_literal(text: str) -> str:
+    """`text` matched as it is inside an EventBridge wildcard, where '*' and '\\' are special."""
+    return text.replace("\\", "\\\\").replace("*", "\\*")
 
 
 blueprint = Blueprint(__name__)

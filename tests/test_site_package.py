@@ -41,7 +41,7 @@ def resources(packages, stage: str) -> dict:
 
 
 @pytest.mark.parametrize("stage", STAGES)
-def test_the_rule_matches_the_stage_pointer_where_the_site_function_is_on(packages, stage):
+def test_the_rule_matches_the_stage_pointer_batches_and_reports_where_the_site_function_is_on(packages, stage):
     res = resources(packages, stage)
     env = CONFIG["stages"][stage]["environment_variables"]
     if env.get("SITE_REBUILD_ENABLED") != "true":
@@ -54,7 +54,9 @@ def test_the_rule_matches_the_stage_pointer_where_the_site_function_is_on(packag
     assert rule["Properties"]["Pattern"] == {
         "source": ["aws.s3"], "detail-type": ["Object Created"],
         "detail": {"bucket": {"name": [env["PREDICTIONS_BUCKET"]]},
-                   "object": {"key": [env["PREDICTIONS_PREFIX"] + "latest.json"]}}}
+                   "object": {"key": [env["PREDICTIONS_PREFIX"] + "latest.json",
+                                      {"wildcard": env["PREDICTIONS_PREFIX"] + "*/predictions.json"},
+                                      {"wildcard": env["PREDICTIONS_PREFIX"] + "*/report.json"}]}}}
     function = CONFIG["stages"][stage]["lambda_functions"]["site"]
     assert site["ReservedConcurrentExecutions"] == 1  # one rebuild at a time per stage
     assert site["Timeout"] == function["lambda_timeout"] and site["MemorySize"] == function["lambda_memory_size"]

@@ -119,7 +119,7 @@ def test_a_new_batch_uploads_its_pages_and_a_few_shared_ones(world):
     new_pages = {k for k in after if k.startswith(f"d/{NEW}")}
     shared = changed - new_pages
     assert changed == new_pages | shared
-    assert shared <= {"index.html", "dates.html", "404.html", "docs/api.html", "manifest.json",
+    assert shared <= {"index.html", "dates.html", "feed.xml", "404.html", "docs/api.html", "manifest.json",
                       f"d/{DATES[-1]}.html", f"d/{DATES[1]}.html"} | {k for k in after if k.startswith("downloads")}
     assert summary["uploaded"] == len(changed)
     # The oldest date left the window: its pages are gone (page-<n> pages of older dates never change).

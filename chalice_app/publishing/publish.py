@@ -177,7 +177,8 @@ def publish_document(client: Any, bucket: str, prefix: str, doc: dict, *, force:
                            "undo that: pass --force --reason '...' if you mean it; nothing was uploaded",
                            EXIT_INPUT)
     report = _gate_report(client, bucket, prefix, doc, gate_config or gate.GateConfig(), force, reason, by)
-    progress(gate.render(report))
+    # A refusal's report is its explanation: shown even with --quiet (warn goes to stderr).
+    ((warn or progress) if report["verdict"] == "refused" else progress)(gate.render(report))
     if report["verdict"] == "refused":
         raise PublishError(f"the gate refused the batch of {date} ({len(gate.failed(report['checks']))} check(s) "
                            "failed, above); nothing was uploaded: fix the batch, or pass --force --reason '...' "

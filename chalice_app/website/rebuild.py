@@ -1,24 +1,29 @@
-"""The site follows the daily publish: render the site when the latest pointer moves, sync it, invalidate.
+"""The site follows the publish: render what changed, sync it, invalidate it, then mark it done.
 
 `handle(event)` is what the site function (chalice_app/site_trigger.py) runs for an EventBridge
-"Object Created" event of `{prefix}latest.json`; `make run` calls the same `handle` with the same
-kind of event when it sees the local pointer move (tools/devstack.py), with a folder as the site.
+"Object Created" event of `{prefix}latest.json` or of a dated batch `{prefix}<date>/predictions.json`
+(a backfill of a missed day moves no pointer); `make run` calls the same `handle` with the same kind
+of event when it sees the local pointer move (tools/devstack.py), with a folder as the site.
 
 One rebuild:
-1. Read the pointer's identity (ETag and LastModified, one HEAD). If the live site was built from
-   exactly that pointer (recorded as metadata of manifest.json), stop: a duplicate or late event
-   changes nothing. The site is always built from the *current* pointer, never from the event's,
-   so events that arrive out of order or together converge on the same site.
-2. Render every file with the same renderer as build_site.py (same bytes for the same batches).
-3. Upload only files whose content changed (assets, new pages, live pages, manifest last), then
-   delete pages no longer built (chalice_app/website/sync.py).
-4. Invalidate only the changed HTML paths (a folder of many changed pages is one wildcard path).
+1. Read what the site is built from: the pointer's identity (ETag and LastModified, one HEAD), every
+   dated batch's ETag (one LIST) and a hash of the templates and renderer code. If the live site's
+   done-mark (metadata of manifest.json) records exactly these, stop: a duplicate or late event
+   changes nothing. The site is always built from the *current* store, never from the event, so
+   events that arrive out of order or together converge on the same site.
+2. Render with the same renderer as build_site.py (same bytes for the same batches), keeping the
+   pages of a date whose fingerprint (its batch, the batch its "Change" column compares with, the
+   templates and code: build.date_fingerprint) is the one the done-mark records for it.
+3. Upload only files whose content changed (assets, new pages, live pages), then delete pages no
+   longer built (chalice_app/website/sync.py).
+4. Invalidate the changed HTML paths: every page that differs from the last *finished* build's
+   manifest, so pages uploaded by an attempt that failed later are invalidated by the next one.
+5. Last, write manifest.json with the done-mark (the pointer, the inputs digest, the fingerprints).
 
-A failure (render, read or upload) is retried ATTEMPTS times in the call; a render failure uploads
-nothing, and an upload failure happens before any deletion and, for pages already live, before the
-manifest records the pointer, so the next attempt (or Lambda's own retry of the event) finishes it.
-After the last attempt it logs `site_rebuild_failed` with EMF `SiteBuildFailures` and raises.
-One rebuild at a time per stage: the function's reserved concurrency is 1 (.chalice/config.json).
+Any failure before step 5 leaves the previous done-mark, so the next attempt does the work again;
+the handler tries ATTEMPTS times, then logs `site_rebuild_failed` with EMF `SiteBuildFailures` and
+raises, so Lambda retries the event. One rebuild at a time per stage: the function's reserved
+concurrency is 1 (.chalice/config.json).
 """
 
 from __future__ import annotations
@@ -34,7 +39,16 @@ from typing import Any
 from chalice_app import metrics
 from chalice_app.contract import pointer_key
 from chalice_app.logs import log_event
-from chalice_app.website.render import render_site
+from chalice_app.website import render
+from chalice_app.website.build import (
+    date_fingerprint,
+    inputs_digest,
+    read_state,
+    site_fingerprint,
+    source_files,
+    write_state,
+)
+from chalice_app.website.render import render_site, select_dates
 from chalice_app.website.serving import cache_control_for, content_type_for
 from chalice_app.website.sync import (
     MANIFEST,
@@ -47,7 +61,11 @@ from chalice_app.website.sync import (
 )
 from chalice_app.website.view import DEFAULT_DAYS
 
-POINTER_MARK = "pointer"  # user metadata of manifest.json: the pointer the live site was built from
+# User metadata of manifest.json, written only when a rebuild finished (the done-mark):
+POINTER_MARK = "pointer"  # the pointer the live site was built from (ETag@LastModified)
+INPUTS_MARK = "inputs"  # build.inputs_digest: every batch's ETag, the templates and code, the window
+FINGERPRINTS_MARK = "fingerprints"  # build.date_fingerprint of each of the manifest's "dates", in order
+UNKNOWN = "-"  # a date whose fingerprint is unknown: its pages are always rendered again
 ATTEMPTS = 3
 BACKOFF_SECONDS = (1.0, 4.0)  # before the 2nd and 3rd attempt
 MAX_DAYS = 90
@@ -73,14 +91,25 @@ def site_settings(env: Mapping[str, str]) -> SiteSettings:
     return SiteSettings(env.get("SITE_BUCKET", "").strip(), env.get("SITE_DISTRIBUTION_ID", "").strip(), int(raw))
 
 
+def encode_fingerprints(dates: list[str], fingerprints: Mapping[str, str | None]) -> str:
+    """The fingerprints of `dates`, in their order, for the manifest's metadata (dates are in its body)."""
+    return " ".join(fingerprints.get(date) or UNKNOWN for date in dates)
+
+
+def decode_fingerprints(manifest: Mapping[str, Any] | None, text: str | None) -> dict[str, str]:
+    """date -> fingerprint, from the manifest's "dates" and its metadata; {} when they do not agree."""
+    dates = manifest.get("dates") if manifest else None
+    values = (text or "").split()
+    if not isinstance(dates, list) or len(values) != len(dates):
+        return {}
+    return {date: value for date, value in zip(dates, values, strict=True) if value != UNKNOWN}
+
+
 # -- where the site lives --------------------------------------------------------------------------
 
 
-def _headers(key: str, mark: str | None) -> dict[str, Any]:
-    headers: dict[str, Any] = {"ContentType": content_type_for(key), "CacheControl": cache_control_for(key)}
-    if key == MANIFEST and mark:
-        headers["Metadata"] = {POINTER_MARK: mark}
-    return headers
+def _headers(key: str) -> dict[str, Any]:
+    return {"ContentType": content_type_for(key), "CacheControl": cache_control_for(key)}
 
 
 class S3Site:
@@ -92,42 +121,64 @@ class S3Site:
     def __str__(self) -> str:
         return f"s3://{self.bucket}"
 
-    def mark(self) -> str | None:
+    def state(self) -> dict[str, str]:
+        """The done-mark of the live site (one HEAD); {} when there is no manifest yet."""
         from botocore.exceptions import ClientError
 
         try:
             head = self.client.head_object(Bucket=self.bucket, Key=MANIFEST)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return None
+                return {}
             raise
-        return head.get("Metadata", {}).get(POINTER_MARK)
+        return dict(head.get("Metadata", {}))
+
+    def mark(self) -> str | None:
+        return self.state().get(POINTER_MARK)
 
     def files(self) -> dict[str, str]:
         return remote_files(self.client, self.bucket)
 
-    def manifest(self) -> dict | None:
+    def manifest(self) -> tuple[dict | None, dict[str, str]]:
+        """The live manifest and, from its done-mark, each date's fingerprint."""
         from botocore.exceptions import ClientError
 
         try:
-            body = self.client.get_object(Bucket=self.bucket, Key=MANIFEST)["Body"].read()
+            answer = self.client.get_object(Bucket=self.bucket, Key=MANIFEST)
+            body = answer["Body"].read()
         except ClientError:
-            return None
-        return _parsed(body)
+            return None, {}
+        doc = _parsed(body)
+        return doc, decode_fingerprints(doc, answer.get("Metadata", {}).get(FINGERPRINTS_MARK))
 
-    def apply(self, files: dict[str, bytes], plan: SyncPlan, mark: str | None, progress: Progress) -> None:
-        apply_sync(self.client, self.bucket, files.__getitem__, plan, lambda key: _headers(key, mark), progress)
+    def apply(self, files: dict[str, bytes], plan: SyncPlan, progress: Progress) -> None:
+        apply_sync(self.client, self.bucket, files.__getitem__, plan, _headers, progress)
+
+    def commit(self, manifest: bytes, mark: dict[str, str], progress: Progress) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=MANIFEST, Body=manifest, Metadata=mark, **_headers(MANIFEST))
+        progress("manifest.json written: the rebuild is done")
 
 
 class DirSite:
-    """A folder the local edge serves (make run): each file replaced atomically, the mark in memory."""
+    """A folder the local edge serves (make run): each file replaced atomically, the done-mark in a file
+    beside it (build.state_path; build_site.py writes it too). tools/devstack.py sets `_mark` to the
+    pointer the folder was first built from."""
 
     def __init__(self, root: str) -> None:
         self.root = os.path.abspath(root)
-        self._mark: str | None = None
+        state = read_state(self.root)
+        self._mark: str | None = state.get(POINTER_MARK)
+        self._inputs: str | None = state.get(INPUTS_MARK)
+        found = state.get(FINGERPRINTS_MARK)
+        self._fingerprints: dict[str, str] = {
+            k: v for k, v in found.items() if isinstance(v, str)} if isinstance(found, dict) else {}
 
     def __str__(self) -> str:
         return self.root
+
+    def state(self) -> dict[str, str]:
+        found = {POINTER_MARK: self._mark, INPUTS_MARK: self._inputs}
+        return {k: v for k, v in found.items() if v is not None}
 
     def mark(self) -> str | None:
         return self._mark
@@ -137,22 +188,26 @@ class DirSite:
 
         return local_files(self.root) if os.path.isdir(self.root) else {}
 
-    def manifest(self) -> dict | None:
+    def manifest(self) -> tuple[dict | None, dict[str, str]]:
         try:
             with open(os.path.join(self.root, MANIFEST), "rb") as fh:
-                return _parsed(fh.read())
+                doc = _parsed(fh.read())
         except OSError:
-            return None
+            return None, {}
+        return doc, (dict(self._fingerprints) if doc else {})
 
-    def apply(self, files: dict[str, bytes], plan: SyncPlan, mark: str | None, progress: Progress) -> None:
+    def _write(self, key: str, body: bytes) -> None:
+        target = os.path.join(self.root, *key.split("/"))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        staging = f"{target}.{os.getpid()}.tmp"
+        with open(staging, "wb") as fh:
+            fh.write(body)
+        os.chmod(staging, 0o644)
+        os.replace(staging, target)
+
+    def apply(self, files: dict[str, bytes], plan: SyncPlan, progress: Progress) -> None:
         for key in plan.uploads:
-            target = os.path.join(self.root, *key.split("/"))
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            staging = f"{target}.{os.getpid()}.tmp"
-            with open(staging, "wb") as fh:
-                fh.write(files[key])
-            os.chmod(staging, 0o644)
-            os.replace(staging, target)
+            self._write(key, files[key])
         for key in plan.deletes:
             path = os.path.join(self.root, *key.split("/"))
             os.remove(path)
@@ -160,8 +215,15 @@ class DirSite:
             while folder != self.root and not os.listdir(folder):
                 os.rmdir(folder)
                 folder = os.path.dirname(folder)
-        self._mark = mark
         progress(f"wrote {len(plan.uploads)}, deleted {len(plan.deletes)} file(s) in {self.root}")
+
+    def commit(self, manifest: bytes, mark: dict[str, str], progress: Progress) -> None:
+        self._write(MANIFEST, manifest)
+        self._mark, self._inputs = mark.get(POINTER_MARK), mark.get(INPUTS_MARK)
+        self._fingerprints = decode_fingerprints(_parsed(manifest), mark.get(FINGERPRINTS_MARK))
+        write_state(self.root, {POINTER_MARK: self._mark, INPUTS_MARK: self._inputs,
+                                FINGERPRINTS_MARK: self._fingerprints})
+        progress("manifest.json written: the rebuild is done")
 
 
 def _parsed(body: bytes) -> dict | None:
@@ -180,34 +242,44 @@ def _neighbours(dates: list[str], date: str) -> tuple[str | None, str | None]:
     return (dates[pos - 1] if pos > 0 else None, dates[pos + 1] if pos + 1 < len(dates) else None)
 
 
-def reusable(live: dict | None, remote: dict[str, str], store: Any, days: int) -> dict[str, dict]:
+def reusable(live: dict | None, live_fingerprints: Mapping[str, str], remote: Mapping[str, str],
+             dates: list[str], fingerprints: Mapping[str, str | None]) -> dict[str, dict]:
     """Files of the live site that a render now would give byte for byte: path -> live manifest entry.
 
-    Batches are immutable, so the pages of a date that stays on the site depend only on the
-    templates and assets, and (its first page) on its neighbours in the date list. With the same
-    assets as the live build, a date whose neighbours are unchanged is kept whole; one whose
-    neighbours changed keeps its page-<n> pages (which carry no neighbour links). Anything not
-    in both the live manifest and the bucket is rendered again. Templates changed without the assets
-    changing reach older pages through the deploy's full publish (build_site.py --publish)."""
-    from chalice_app.website.render import SITE_DIR, hashed_assets, select_dates
-
-    if not live or not isinstance(live.get("dates"), list):
+    A date's pages are kept only when its fingerprint now is the one the last finished build
+    recorded for it: same batch, same batch to compare with, same templates and code. Its first
+    page and downloads (d/<date>.html, .csv, .json) also need the same neighbours in the date list
+    (the first page links them), and every page of the date still in the bucket; anything else is
+    rendered again."""
+    if not live or not isinstance(live.get("dates"), list) or not isinstance(live.get("files"), dict):
         return {}
-    assets = {name: path for name, (path, _) in hashed_assets(SITE_DIR).items()}
-    if live.get("assets") != assets:
-        return {}
-    latest = store.resolve("latest").value.date
-    dates, old = select_dates(store, latest, days), live["dates"]
-    entries = {p: e for p, e in live["files"].items() if p in remote and isinstance(e, dict)}
+    old = live["dates"]
     keep: dict[str, dict] = {}
     for date in dates:
-        if date == latest or date not in old:
+        now = fingerprints.get(date)
+        if now is None or date not in old or live_fingerprints.get(date) != now:
             continue
-        whole = _neighbours(dates, date) == _neighbours(old, date)
-        for path, entry in entries.items():
-            if path.startswith(f"d/{date}/") or (whole and path.startswith(f"d/{date}.")):
+        own = {path: entry for path, entry in live["files"].items() if isinstance(entry, dict)
+               and (path.startswith(f"d/{date}/") or path.startswith(f"d/{date}."))}
+        whole = _neighbours(dates, date) == _neighbours(old, date) and all(path in remote for path in own)
+        for path, entry in own.items():
+            if path in remote and (whole or path.startswith(f"d/{date}/")):
                 keep[path] = entry
     return keep
+
+
+def changed_since(live: dict | None, manifest: dict) -> set[str]:
+    """Paths whose content differs from the last finished build's manifest, or that it had and this
+    build has not: what CloudFront may still serve an old copy of."""
+    new = manifest.get("files", {})
+    old = live.get("files") if live else None
+    if not isinstance(old, dict):
+        return set(new)
+
+    def sha(entry: object) -> object:
+        return entry.get("sha256") if isinstance(entry, dict) else None
+
+    return {path for path, entry in new.items() if sha(old.get(path)) != sha(entry)} | (set(old) - set(new))
 
 
 @dataclass
@@ -221,7 +293,7 @@ class RebuildResult:
     invalidated: list[str] = field(default_factory=list)
     invalidation_id: str | None = None
     files: int = 0  # files of the site
-    kept: int = 0  # of which not rendered again (pages of unchanged dates, from the live site)
+    kept: int = 0  # of which not rendered again (pages whose fingerprint did not change)
     ms: float = 0.0
 
     @property
@@ -259,32 +331,51 @@ def pointer_mark(client: Any, bucket: str, prefix: str) -> str | None:
 
 
 def rebuild(store: Any, site: Any, *, pointer: str | None, days: int = DEFAULT_DAYS, cloudfront: Any = None,
-            distribution_id: str = "", progress: Progress = lambda _: None) -> RebuildResult:
-    """Bring `site` to the render of `store`'s current batches; see the module docstring."""
+            distribution_id: str = "", progress: Progress = lambda _: None,
+            site_dir: str | None = None) -> RebuildResult:
+    """Bring `site` to the render of `store`'s current batches; see the module docstring.
+
+    Raises on any failure, the done-mark not written: calling it again does what is left."""
     started = time.monotonic()
+    site_dir = site_dir or render.SITE_DIR  # read now, not at import: the folder may be pointed elsewhere
     result = RebuildResult(str(site), pointer)
-    if pointer is not None and site.mark() == pointer:
+    sources = source_files(store)
+    code = site_fingerprint(site_dir)
+    inputs = inputs_digest(sources, code, days)
+    done = site.state()
+    if pointer is not None and done.get(POINTER_MARK) == pointer and done.get(INPUTS_MARK) == inputs:
         result.skipped = True
         result.ms = round((time.monotonic() - started) * 1000, 1)
         return result
+    live, live_fingerprints = site.manifest()
     remote = site.files()
-    keep = reusable(site.manifest(), remote, store, days)
-    files = render_site(store, days, progress=progress, keep=keep)
+    dates = select_dates(store, store.resolve("latest").value.date, days)
+    fingerprints = {date: date_fingerprint(date, sources.dates, code) for date in dates}
+    keep = reusable(live, live_fingerprints, remote, dates, fingerprints)
+    files = render_site(store, days, site_dir=site_dir, progress=progress, keep=keep)
+    manifest = json.loads(files[MANIFEST])
+    result.latest = manifest["latest"]
     result.files, result.kept = len(files) + len(keep), len(keep)
     plan = plan_sync({**{k: remote[k] for k in keep if k not in files}, **digests(files)}, remote)
     result.uploaded, result.deleted = list(plan.uploads), list(plan.deletes)
-    if MANIFEST not in plan.uploads:
-        plan.uploads.append(MANIFEST)  # same content, new mark: the next event for this pointer does nothing
-    site.apply(files, plan, pointer, progress)
-    result.latest = json.loads(files[MANIFEST])["latest"]
-    result.invalidated = html_invalidation_paths(result.uploaded + result.deleted)
+    # The manifest is the done-mark: written alone, after everything else succeeded.
+    plan.uploads = [key for key in plan.uploads if key != MANIFEST]
+    result.invalidated = html_invalidation_paths(sorted(changed_since(live, manifest) | set(result.uploaded)
+                                                        | set(result.deleted)))
+    site.apply(files, plan, progress)
     if result.invalidated and cloudfront is not None and distribution_id:
-        reference = hashlib.sha256(repr((pointer, result.invalidated)).encode()).hexdigest()[:32]
+        reference = hashlib.sha256(repr((pointer, inputs, result.invalidated)).encode()).hexdigest()[:32]
         answer = cloudfront.create_invalidation(
             DistributionId=distribution_id,
             InvalidationBatch={"Paths": {"Quantity": len(result.invalidated), "Items": result.invalidated},
                                "CallerReference": reference})
         result.invalidation_id = answer["Invalidation"]["Id"]
+    fingerprints.update({date: date_fingerprint(date, sources.dates, code) for date in manifest["dates"]
+                         if date not in fingerprints})
+    mark = {INPUTS_MARK: inputs, FINGERPRINTS_MARK: encode_fingerprints(manifest["dates"], fingerprints)}
+    if pointer is not None:
+        mark[POINTER_MARK] = pointer
+    site.commit(files[MANIFEST], mark, progress)
     result.ms = round((time.monotonic() - started) * 1000, 1)
     return result
 
@@ -318,7 +409,9 @@ def _event_key(event: Mapping[str, Any]) -> str | None:
 
 def handle(event: Mapping[str, Any], env: Mapping[str, str] | None = None, *, clients: Clients | None = None,
            site: Any = None, sleep: Callable[[float], None] = time.sleep) -> dict:
-    """One event: rebuild with retries; log and emit metrics; raise after the last failed attempt."""
+    """One event, the pointer's or a dated batch's (a backfill moves no pointer): both mean "rebuild what
+    changed", from the store as it is now. Retried ATTEMPTS times; logs and emits metrics; raises
+    after the last failed attempt, so Lambda retries the event."""
     from chalice_app.config.settings import load_settings
     from chalice_app.website.build import s3_store
 

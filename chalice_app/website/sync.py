@@ -7,21 +7,28 @@ is for a single PUT, so comparing against the bucket needs one LIST and no GET.
 
 Upload order keeps the live site consistent if a step fails: assets first (content-hashed, so a new
 one changes nothing live), then pages that do not exist yet (nothing links to them yet), then pages
-that replace live ones, then the manifest; deletions only after every upload succeeded.
+that replace live ones, then the manifest; deletions only after every upload succeeded. Within one
+of those phases files go up UPLOAD_THREADS at a time; a phase starts only when the one before it
+finished, and a failed upload stops the sync before the next phase.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import posixpath
 from collections.abc import Callable
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
 MANIFEST = "manifest.json"
 WILDCARD_AFTER = 5  # more changed pages than this in one folder: one "/folder/*" path instead
 MAX_PATHS = 30  # more paths than this: one "/*" (CloudFront counts a wildcard as one path)
+# PUTs in flight at once: S3 answers each in tens of ms, so one at a time leaves the function waiting.
+# botocore's pool keeps 10 connections per client; memory holds at most this many bodies read from disk.
+UPLOAD_THREADS = 8
 
 
 def md5_hex(body: bytes) -> str:
@@ -57,6 +64,11 @@ class SyncPlan:
     uploads: list[str] = field(default_factory=list)
     deletes: list[str] = field(default_factory=list)
     unchanged: int = 0
+    replacing: set[str] = field(default_factory=set)  # uploads that replace a live file
+
+    def phase(self, key: str) -> int:
+        """0 assets and downloads, 1 new pages, 2 pages replacing live ones, 3 the manifest."""
+        return _order(key, self.replacing)[0]
 
     @property
     def invalidations(self) -> list[str]:
@@ -97,7 +109,7 @@ def remote_files(client: Any, bucket: str) -> dict[str, str]:
     return found
 
 
-def _order(key: str, remote: dict[str, str]) -> tuple[int, str]:
+def _order(key: str, remote: dict[str, str] | set[str]) -> tuple[int, str]:
     if key == MANIFEST:
         return (3, key)
     if not key.endswith(".html"):
@@ -113,6 +125,7 @@ def plan_sync(local: dict[str, str], remote: dict[str, str]) -> SyncPlan:
         else:
             plan.uploads.append(key)
     plan.deletes = sorted(set(remote) - set(local))
+    plan.replacing = {key for key in plan.uploads if key in remote}
     # Assets first, then new pages, then live pages, then the manifest: a page must never be live
     # before the assets and pages it links to.
     plan.uploads.sort(key=lambda k: _order(k, remote))
@@ -123,8 +136,13 @@ Reader = Callable[[str], bytes]
 
 
 def apply_sync(client: Any, bucket: str, read: Reader | str, plan: SyncPlan,
-               headers_for: Callable[[str], dict[str, Any]], progress: Callable[[str], None]) -> None:
-    """Upload plan.uploads (bytes from `read(key)`, or from the folder `read`), then delete plan.deletes."""
+               headers_for: Callable[[str], dict[str, Any]], progress: Callable[[str], None],
+               threads: int | None = None) -> None:
+    """Upload plan.uploads (bytes from `read(key)`, or from the folder `read`), then delete plan.deletes.
+
+    Each phase of the upload order (SyncPlan.phase) goes up `threads` (default UPLOAD_THREADS) files
+    at a time; the first failure is raised once the uploads already in flight have ended, and
+    nothing of a later phase, nor any deletion, is attempted."""
     if isinstance(read, str):
         folder = read
 
@@ -132,11 +150,25 @@ def apply_sync(client: Any, bucket: str, read: Reader | str, plan: SyncPlan,
             with open(os.path.join(folder, *key.split("/")), "rb") as fh:
                 return fh.read()
 
-    total = len(plan.uploads)
-    for n, key in enumerate(plan.uploads, 1):
+    def put(key: str) -> None:
+        # The body is read here, on the worker: at most `threads` bodies from disk are held at once.
         client.put_object(Bucket=bucket, Key=key, Body=read(key), **headers_for(key))
-        if n == total or n % 500 == 0:
-            progress(f"uploaded {n}/{total}")
+
+    total, done = len(plan.uploads), 0
+    workers = max(1, UPLOAD_THREADS if threads is None else threads)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="site-put") as pool:
+        for _, group in itertools.groupby(plan.uploads, key=plan.phase):
+            futures = [pool.submit(put, key) for key in group]
+            finished, pending = wait(futures, return_when=FIRST_EXCEPTION)
+            failed = next((f for f in finished if f.exception() is not None), None)
+            if failed is not None:
+                for future in pending:
+                    future.cancel()
+                wait(pending)
+                raise failed.exception()
+            before, done = done, done + len(futures)
+            if done == total or done // 500 > before // 500:
+                progress(f"uploaded {done}/{total}")
     for start in range(0, len(plan.deletes), 1000):  # DeleteObjects takes at most 1,000 keys
         chunk = plan.deletes[start : start + 1000]
         client.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True})
