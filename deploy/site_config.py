@@ -8,7 +8,7 @@ origins, behaviours, policies and error pages.
 
 from __future__ import annotations
 
-from chalice_app.website.sync import html_invalidation_paths
+from chalice_app.website.sync import invalidation_paths
 from deploy.stack_template import (
     ALL_VIEWER_EXCEPT_HOST_HEADER,
     API_ORIGIN_ID,
@@ -16,7 +16,7 @@ from deploy.stack_template import (
     S3_ORIGIN_ID,
 )
 
-__all__ = ["distribution_config", "html_invalidation_paths"]  # the paths moved to the sync module
+__all__ = ["distribution_config", "invalidation_paths"]  # the paths moved to the sync module
 
 
 def _methods(*names: str) -> dict:

@@ -270,7 +270,7 @@ def test_a_downloaded_batch_reads_back_to_the_same_batch(page: Page, stack: devs
         assert parsed.predictions == expected["predictions"], kind
     response = page.request.get(stack.edge_url + f"/d/{END_DATE}.csv", headers={"Accept-Encoding": "gzip"})
     assert response.headers["content-type"] == "text/csv; charset=utf-8"
-    assert response.headers["cache-control"] == "no-cache"
+    assert response.headers["cache-control"] == "public, max-age=0, s-maxage=86400"
 
 
 def test_the_change_column_against_the_previous_batch(page: Page, stack: devstack.LocalStack) -> None:

@@ -214,7 +214,7 @@ def test_assets_have_content_hashed_names_listed_in_the_manifest(out: str) -> No
     for path, entry in manifest["files"].items():
         assert entry["sha256"] == hashlib.sha256(files[path]).hexdigest()
     assert manifest["files"][assets[0]]["cache_control"] == "public, max-age=31536000, immutable"
-    assert manifest["files"]["index.html"]["cache_control"] == "no-cache"
+    assert manifest["files"]["index.html"]["cache_control"] == "public, max-age=0, s-maxage=86400"
     assert manifest["files"]["index.html"]["content_type"] == "text/html; charset=utf-8"
     assert manifest["latest"] == END_DATE and len(manifest["dates"]) == DAYS_BUILT
 

@@ -112,7 +112,7 @@ def test_uploads_carry_type_and_cache_headers(aws, site):
     html = aws.s3.head_object(Bucket=report.bucket, Key="index.html")
     css = aws.s3.head_object(Bucket=report.bucket, Key="assets/site.0123456789ab.css")
     assert html["ContentType"] == "text/html; charset=utf-8"
-    assert html["CacheControl"] == "no-cache"
+    assert html["CacheControl"] == "public, max-age=0, s-maxage=86400"
     assert css["ContentType"] == "text/css; charset=utf-8"
     assert css["CacheControl"] == "public, max-age=31536000, immutable"
 

@@ -14,7 +14,7 @@ import pytest
 
 from chalice_app.website import rebuild
 from chalice_app.website.render import render_site
-from chalice_app.website.sync import html_invalidation_paths
+from chalice_app.website.sync import invalidation_paths
 
 from helpers import BUCKET, PREFIX, make_doc
 
@@ -95,7 +95,7 @@ def test_first_run_uploads_the_same_bytes_as_build_site(world, capsys):
     for key in ("index.html", f"d/{DATES[0]}.html", "dates.html", "manifest.json"):
         assert world["s3"].get_object(Bucket=SITE_BUCKET, Key=key)["Body"].read() == files[key]
     head = world["s3"].head_object(Bucket=SITE_BUCKET, Key="index.html")
-    assert head["ContentType"].startswith("text/html") and head["CacheControl"] == "no-cache"
+    assert head["ContentType"].startswith("text/html") and head["CacheControl"] == "public, max-age=0, s-maxage=86400"
     record = json.loads([line for line in capsys.readouterr().out.splitlines() if "site_rebuild" in line][-1])
     assert record["event"] == "site_rebuild" and record["SiteFilesChanged"] == len(files)
     assert {m["Name"] for m in record["_aws"]["CloudWatchMetrics"][0]["Metrics"]} == {"SiteBuildMs",
@@ -126,12 +126,14 @@ def test_a_new_batch_uploads_its_pages_and_a_few_shared_ones(world):
     gone = set(before) - set(after)
     assert gone and all(k.startswith(f"d/{DATES[0]}") for k in gone)
     assert all(before[k] == after[k] for k in after if k.startswith(f"d/{DATES[1]}/"))
-    # Only changed HTML is invalidated, and a folder of new pages is one wildcard path.
+    # Every changed file the edge keeps is invalidated (pages, downloads, feed, manifest), never a
+    # hashed asset, and a folder of new pages is one wildcard path.
     paths = invalidations(world)[-1]
-    assert paths == summary["invalidated"] == html_invalidation_paths(sorted(changed | gone))
-    assert f"/d/{NEW}/*" in paths and "/" in paths and "/index.html" in paths
-    assert not [p for p in paths if p.startswith("/assets/") or p.endswith(".json")]
-    assert len(paths) <= 12
+    assert paths == summary["invalidated"] == invalidation_paths(sorted(changed | gone))
+    assert f"/d/{NEW}/*" in paths and "/" in paths and "/index.html" in paths and "/manifest.json" in paths
+    assert f"/d/{NEW}.csv" in paths and "/feed.xml" in paths
+    assert not [p for p in paths if p.startswith("/assets/")]
+    assert len(paths) <= 20
     # Pages of dates that stayed were not rendered again, yet the site is byte for byte a full render.
     assert summary["kept"] > 0
     assert_same_as_a_full_render(world)
@@ -217,5 +219,15 @@ def test_site_settings_are_checked():
 
 def test_many_changed_pages_in_one_folder_are_one_wildcard():
     keys = ["index.html", *[f"d/2026-11-21/page-{n}.html" for n in range(2, 40)], "d/2026-11-21.html"]
-    assert html_invalidation_paths(keys) == ["/", "/d/2026-11-21.html", "/d/2026-11-21/*", "/index.html"]
-    assert html_invalidation_paths(["assets/site.1.css", "manifest.json"]) == []
+    assert invalidation_paths(keys) == ["/", "/d/2026-11-21.html", "/d/2026-11-21/*", "/index.html"]
+
+
+
+def test_every_file_the_edge_keeps_is_invalidated_and_no_path_twice():
+    # Pages, downloads, the feed and the manifest are kept a day at the edge; hashed assets never change.
+    assert invalidation_paths(["assets/site.0123456789ab.css", "manifest.json", "feed.xml", "d/2026-11-21.csv"]) == [
+        "/d/2026-11-21.csv", "/feed.xml", "/manifest.json"]
+    # A date's pages become one wildcard; the dates' own files are listed, never "/d/*" for them all.
+    keys = [f"d/2026-11-{day:02d}.html" for day in range(1, 9)] + [f"d/2026-11-01/page-{n}.html" for n in range(2, 9)]
+    dates = [f"/d/2026-11-{day:02d}.html" for day in range(1, 9)]
+    assert invalidation_paths(keys) == sorted([*dates, "/d/2026-11-01/*"])

@@ -55,7 +55,7 @@ from chalice_app.website.sync import (
     SyncPlan,
     apply_sync,
     digests,
-    html_invalidation_paths,
+    invalidation_paths,
     plan_sync,
     remote_files,
 )
@@ -360,7 +360,7 @@ def rebuild(store: Any, site: Any, *, pointer: str | None, days: int = DEFAULT_D
     result.uploaded, result.deleted = list(plan.uploads), list(plan.deletes)
     # The manifest is the done-mark: written alone, after everything else succeeded.
     plan.uploads = [key for key in plan.uploads if key != MANIFEST]
-    result.invalidated = html_invalidation_paths(sorted(changed_since(live, manifest) | set(result.uploaded)
+    result.invalidated = invalidation_paths(sorted(changed_since(live, manifest) | set(result.uploaded)
                                                         | set(result.deleted)))
     site.apply(files, plan, progress)
     if result.invalidated and cloudfront is not None and distribution_id:

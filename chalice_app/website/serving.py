@@ -11,7 +11,12 @@ import os
 import re
 
 CACHE_IMMUTABLE = "public, max-age=31536000, immutable"
-CACHE_REVALIDATE = "no-cache"
+# Everything else (pages, downloads, the feed, the manifest): browsers revalidate on every use; the
+# edge keeps it a day, and every publish invalidates exactly what it changed (sync.invalidation_paths).
+# With "no-cache" the edge revalidated every second (CachingOptimized's minimum TTL), so an
+# invalidation bought about one second while nearly every read went to S3 (docs/website.md, caching).
+EDGE_TTL_SECONDS = 86400
+CACHE_REVALIDATE = f"public, max-age=0, s-maxage={EDGE_TTL_SECONDS}"
 HASHED_ASSET = re.compile(r"assets/[^/]+\.[0-9a-f]{12}\.[a-z0-9]+")
 CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",

@@ -23,8 +23,10 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
+from chalice_app.website.serving import HASHED_ASSET
+
 MANIFEST = "manifest.json"
-WILDCARD_AFTER = 5  # more changed pages than this in one folder: one "/folder/*" path instead
+WILDCARD_AFTER = 5  # more changed pages than this in a date's folder: one "/d/<date>/*" path instead
 MAX_PATHS = 30  # more paths than this: one "/*" (CloudFront counts a wildcard as one path)
 # PUTs in flight at once: S3 answers each in tens of ms, so one at a time leaves the function waiting.
 # botocore's pool keeps 10 connections per client; memory holds at most this many bodies read from disk.
@@ -35,28 +37,34 @@ def md5_hex(body: bytes) -> str:
     return hashlib.md5(body, usedforsecurity=False).hexdigest()
 
 
-def html_invalidation_paths(changed: list[str]) -> list[str]:
-    """CloudFront paths to invalidate for changed or deleted HTML files; assets are content-hashed.
+def invalidation_paths(changed: list[str]) -> list[str]:
+    """CloudFront paths to invalidate for changed or deleted files: every one the edge keeps for a day
+    (pages, downloads, the feed, the manifest: serving.CACHE_REVALIDATE); hashed assets never change.
 
-    Many changed pages in one folder (the page-<n> pages of a new or dropped date) become one
-    wildcard path, so a publish invalidates a handful of paths whatever the batch size.
+    Many changed pages in a date's folder (the page-<n> pages of a new or dropped date) become one
+    wildcard path, and a path a wildcard already covers is left out (`*` spans '/'), so a publish
+    invalidates a handful of paths whatever the batch size. Top-level folders (`d/`) are never
+    collapsed: `/d/*` would send every date's pages back to S3 for a publish that changed three.
     """
-    html = sorted({key for key in changed if key.endswith(".html")})
+    keys = sorted({key for key in changed if not HASHED_ASSET.fullmatch(key)})
     by_folder: dict[str, list[str]] = {}
-    for key in html:
+    for key in keys:
         by_folder.setdefault(posixpath.dirname(key), []).append(key)
     paths: set[str] = set()
-    for folder, keys in by_folder.items():
-        if folder and len(keys) > WILDCARD_AFTER:
+    for folder, names in by_folder.items():
+        if "/" in folder and len(names) > WILDCARD_AFTER:
             paths.add(f"/{folder}/*")
             continue
-        for key in keys:
+        for key in names:
             paths.add("/" + key)
             if key == "index.html":
                 paths.add("/")
+    wildcards = [p[:-1] for p in paths if p.endswith("/*")]
+    paths = {p for p in paths if not any(p != w + "*" and p.startswith(w) for w in wildcards)}
     if len(paths) > MAX_PATHS:
         return ["/*"]
     return sorted(paths)
+
 
 
 @dataclass
@@ -72,7 +80,7 @@ class SyncPlan:
 
     @property
     def invalidations(self) -> list[str]:
-        return html_invalidation_paths(self.uploads + self.deletes)
+        return invalidation_paths(self.uploads + self.deletes)
 
     @property
     def changed(self) -> int:
