@@ -239,3 +239,24 @@ def test_the_api_answers_with_the_gate_verdict(s3, api, put_batch):
     verdicts = {date: json.loads(api.get(f"/predictions/{date}?limit=1").body)["gate"]
                 for date in (DAY1, DAY2, "2026-11-24")}
     assert verdicts == {DAY1: "passed", DAY2: "forced", "2026-11-24": None}
+
+
+def test_the_api_serves_the_report_without_the_profile(s3, api, put_batch):
+    from chalice_app.publishing.publish import publish_document
+
+    publish_document(s3, BUCKET, PREFIX, day(DAY1))
+    smaller = day(DAY2)
+    smaller["predictions"] = smaller["predictions"][:100]
+    publish_document(s3, BUCKET, PREFIX, smaller, force=True, reason="half the stores closed", by="ops@team")
+    answer = api.get(f"/reports/{DAY2}")
+    assert answer.status_code == 200 and answer.headers["Cache-Control"].startswith("public, max-age=")
+    body = json.loads(answer.body)
+    assert body["verdict"] == "forced" and body["forced"] == {"reason": "half the stores closed", "by": "ops@team"}
+    assert body["previous"] == DAY1 and "profile" not in body
+    assert "row_count" in [c["rule"] for c in body["checks"] if not c["passed"]]
+    assert json.loads(api.get("/reports/latest").body)["date"] == DAY2
+    put_batch("2026-11-24", pointer=False)  # a batch with no report
+    missing = api.get("/reports/2026-11-24")
+    assert missing.status_code == 404 and json.loads(missing.body)["error"]["code"] == "report_not_found"
+    assert api.get("/reports/2026-02-30").status_code == 400
+    assert api.get(f"/reports/{DAY1}?x=1").status_code == 400

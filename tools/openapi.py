@@ -42,8 +42,8 @@ def _components() -> dict[str, Any]:
     error_codes = [
         "invalid_date", "invalid_id", "invalid_limit", "invalid_order", "invalid_sort", "invalid_q",
         "invalid_cursor", "unknown_parameter", "repeated_parameter", "batch_not_found",
-        "prediction_not_found", "not_found", "storage_unavailable", "batch_too_large", "not_configured",
-        "internal_error",
+        "prediction_not_found", "report_not_found", "not_found", "storage_unavailable", "batch_too_large",
+        "not_configured", "internal_error",
         "method_not_allowed", "unsupported_media_type", "bad_request",
     ]
     security_headers = {
@@ -110,6 +110,22 @@ def _components() -> dict[str, Any]:
                               "items": _ref("schemas", "Prediction")},
                     "next_cursor": {"type": ["string", "null"], "maxLength": MAX_CURSOR_LENGTH,
                                     "description": "pass as `cursor` for the next page; null on the last"},
+                },
+            },
+            "Report": {
+                "type": "object",
+                "required": ["date", "verdict", "checks"],
+                "description": "the publish gate's report (docs/publishing.md), without its profile",
+                "properties": {
+                    "date": _ref("schemas", "Date"),
+                    "previous": {"oneOf": [_ref("schemas", "Date"), {"type": "null"}]},
+                    "verdict": {"enum": ["passed", "forced", "refused"]},
+                    "forced": {"type": ["object", "null"]},
+                    "checks": {"type": "array", "items": {
+                        "type": "object", "required": ["rule", "passed", "message"],
+                        "properties": {"rule": {"type": "string"}, "passed": {"type": "boolean"},
+                                       "message": {"type": "string"}}}},
+                    "notes": {"type": "array", "items": {"type": "string"}},
                 },
             },
             "PredictionAnswer": {
@@ -256,6 +272,13 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "summary": "One prediction of a batch, by id",
         "parameters": [_ref("parameters", name) for name in ("date", "pid", "If-None-Match")],
         "responses": {"200": _ok("the prediction with its batch's date and model", "PredictionAnswer"),
+                      **_errors("304", "400", "404", "500", "503")},
+    },
+    ("/reports/{date}", "GET"): {
+        "operationId": "getReport",
+        "summary": "What the publish gate said of a batch",
+        "parameters": [_ref("parameters", name) for name in ("date", "If-None-Match")],
+        "responses": {"200": _ok("the gate's verdict, its checks with their numbers, its notes", "Report"),
                       **_errors("304", "400", "404", "500", "503")},
     },
 }

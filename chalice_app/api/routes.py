@@ -252,6 +252,30 @@ def get_prediction(date: str, pid: str) -> Response:
                          if_none_match=_if_none_match(), extra_headers=extra)
 
 
+@app.route("/reports/{date}", **GET)
+@api_view
+def get_report(date: str) -> Response:
+    """What the publish gate said of a batch (docs/publishing.md), without the profile it keeps for the
+    next day's gate."""
+    _check_date(date)
+    _query_none()
+    store = container.store()
+    if date == "latest":
+        latest = store.latest_date()
+        if latest.value is None:
+            raise ApiError(404, "report_not_found", "no batch has been published yet")
+        date = latest.value
+    try:
+        answer = store.report(date)
+    except BatchNotFound:
+        raise ApiError(404, "report_not_found", f"no gate report for {date}: no batch, or one the publish "
+                                                "command did not store") from None
+    container.note_cache_hit(answer.hit)
+    cache_control, extra = _cache_headers(answer, container.settings().batch_max_age)
+    return json_response(answer.value, cache_control=cache_control, if_none_match=_if_none_match(),
+                         extra_headers=extra)
+
+
 # The warmer's scheduled function lives on a blueprint so that its Lambda handler is
 # chalice_app.warming.scheduled.warm_api (app.py stays a few lines); registered only when the stage turns it on.
 app.register_blueprint(warmer.blueprint)

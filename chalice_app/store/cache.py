@@ -28,6 +28,7 @@ from chalice_app.contract import (
     batch_key,
     is_valid_date,
     pointer_key,
+    report_key,
 )
 from chalice_app.logs import log_event
 from chalice_app.store import contract_json
@@ -130,6 +131,7 @@ class PredictionStore:
         self._reads = 0  # counts the source's answers, to tell which of two cached reads is newer
         self._meta: dict[str, _Entry] = {}
         self._batches: OrderedDict[str, _Entry] = OrderedDict()
+        self._reports: dict[str, _Entry] = {}
 
     # -- public -----------------------------------------------------------------------------
 
@@ -204,6 +206,25 @@ class PredictionStore:
                     or (self.max_bytes and self._hits_since_evict >= EVICT_CHECK_EVERY)):
                 self._hits_since_evict = 0
                 self._evict()
+            return answer
+
+    def report(self, date: str) -> Answer[dict]:
+        """The publish gate's report on the batch of a date (`{date}/report.json`), cached as a batch is.
+        Raises BatchNotFound (no such report: no batch, or one the publish command did not store) or
+        StoreUnavailable."""
+        if not is_valid_date(date):
+            raise BatchNotFound(date)
+        with self._lock:
+            try:
+                answer = self._cached(self._reports, date, self.batch_ttl,
+                                      lambda etag: self.source.get(report_key(self.prefix, date), etag),
+                                      _parse_report_of(self.max_json_depth))
+            except NotFound:
+                raise BatchNotFound(date) from None
+            if len(self._reports) > self.max_batches * 4:
+                # Small, but a client walking every date must not grow them without end.
+                for key in list(self._reports)[: len(self._reports) - self.max_batches * 4]:
+                    del self._reports[key]
             return answer
 
     def resolve(self, date: str) -> Answer[Batch]:
@@ -307,6 +328,17 @@ def _load_json(fetched: Fetched, max_depth: int = DEFAULT_MAX_JSON_DEPTH) -> Any
     """Strict JSON (see contract_json): NaN, 1e400, nesting past max_depth, a repeated key and a
     lone surrogate are CorruptObject here, or every page holding one would be a 500 (or worse)."""
     return contract_json.loads(fetched.body, max_depth)
+
+
+def _parse_report_of(max_depth: int = DEFAULT_MAX_JSON_DEPTH) -> Callable[[Fetched], dict]:
+    def parse(fetched: Fetched) -> dict:
+        report = _load_json(fetched, max_depth)
+        if not isinstance(report, dict):
+            raise CorruptObject("report.json is not a JSON object")
+        # The profile is for the next publish's gate, not for readers (and is most of the bytes).
+        return {key: value for key, value in report.items() if key != "profile"}
+
+    return parse
 
 
 def _parse_batch_of(date: str, max_depth: int = DEFAULT_MAX_JSON_DEPTH,
