@@ -17,7 +17,8 @@ def swagger():
 
 
 def test_the_definition_declares_the_routes_and_carries_the_responses(swagger):
-    assert set(swagger["paths"]) == {"/health", "/predictions", "/predictions/{date}", "/predictions/{date}/{pid}"}
+    assert set(swagger["paths"]) == {"/health", "/predictions", "/predictions/{date}", "/predictions/{date}/{pid}",
+                                     "/reports/{date}"}
     assert all(set(methods) == {"get"} for methods in swagger["paths"].values())
     assert swagger[api_gateway.EXTENSION] == api_gateway.gateway_responses()
 
