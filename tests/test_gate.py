@@ -260,3 +260,12 @@ def test_the_api_serves_the_report_without_the_profile(s3, api, put_batch):
     assert missing.status_code == 404 and json.loads(missing.body)["error"]["code"] == "report_not_found"
     assert api.get("/reports/2026-02-30").status_code == 400
     assert api.get(f"/reports/{DAY1}?x=1").status_code == 400
+
+
+def test_a_slow_slide_passes_day_by_day_but_not_against_the_last_week(s3, publish):
+    counts = [400, 368, 338, 311, 286]  # 8 % fewer each day: under the 20 % a day allows
+    for n, count in enumerate(counts[:-1]):
+        assert publish(day(f"2026-11-{20 + n}", count))[0] == 0
+    code, err = publish(day("2026-11-24", counts[-1]))
+    assert code == 3 and failed_rules(err) == ["row_count_history"]
+    assert "286 rows, the median of the last 4 batches is 368 (-22.3%; at most 20.0% fewer)" in err

@@ -9,7 +9,8 @@ compares with (so it never reads the previous batch itself; only when that batch
 published before the gate, is it read once and profiled).
 
 Rules (thresholds per stage, `publish_gate` in the stage of .chalice/config.json; GateConfig):
-- rows: more than `max_row_drop` (0.2) fewer rows than the previous batch;
+- rows: more than `max_row_drop` (0.2) fewer rows than the previous batch, or than the median of the
+  last HISTORY (7) batches' counts (with 3 or more): a slow slide passes day by day, not over a week;
 - ids: more than `max_ids_dropped` (0.2) of the previous ids gone, or `max_ids_added` (0.5) of the ids
   new. Measured on the ids whose CRC-32 falls in a fixed slice (all of them up to ~16k rows): the same
   id falls in the same slice in every batch, so both sides are the same sub-population, exactly;
@@ -46,6 +47,8 @@ PSI_FLOOR = 1e-4
 PSI_MIN_VALUES = 100
 BINS = 10
 ID_SAMPLE_TARGET = 16_384
+HISTORY = 7  # earlier batches whose row counts the gate also compares with (their median)
+HISTORY_MIN = 3
 FIELD_RULE_KEYS = frozenset({"min", "max", "required"})
 
 
@@ -182,9 +185,9 @@ def _pct(x: float) -> str:
 
 
 def compare(new: dict, old: dict | None, config: GateConfig, rows: list[dict],
-            samples: dict[str, list[float]]) -> tuple[list[dict], list[str]]:
+            samples: dict[str, list[float]], history: list[int] | None = None) -> tuple[list[dict], list[str]]:
     """(checks, notes) of a batch's profile (and its numeric samples) against the previous batch's
-    profile (None: the first batch)."""
+    profile (None: the first batch) and the row counts of the batches before (`history`, newest first)."""
     checks: list[dict] = []
     notes: list[str] = []
     checks.extend(_team_rules(rows, config))
@@ -197,6 +200,14 @@ def compare(new: dict, old: dict | None, config: GateConfig, rows: list[dict],
                          f"{n_new:,} rows, was {n_old:,} ({'-' if drop > 0 else '+'}{_pct(abs(drop))}; "
                          f"at most {_pct(config.max_row_drop)} fewer)", value=round(drop, 4),
                          threshold=config.max_row_drop))
+    if history and len(history) >= HISTORY_MIN:
+        # A slow slide (5 % fewer rows a day) passes day by day; against the median of the last week it does not.
+        median = sorted(history)[len(history) // 2]
+        slide = (median - n_new) / median if median else 0.0
+        checks.append(_check("row_count_history", slide <= config.max_row_drop,
+                             f"{n_new:,} rows, the median of the last {len(history)} batches is {median:,} "
+                             f"({'-' if slide > 0 else '+'}{_pct(abs(slide))}; at most {_pct(config.max_row_drop)} "
+                             "fewer)", value=round(slide, 4), threshold=config.max_row_drop))
     checks.extend(_id_checks(new["ids"], old["ids"], config))
     checks.extend(_field_checks(new, old, config, samples))
     if new.get("model") != old.get("model"):

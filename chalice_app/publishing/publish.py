@@ -333,13 +333,42 @@ def _gate_report(client: Any, bucket: str, prefix: str, doc: dict, config: gate.
     date = doc["date"]
     mine, samples = gate.profile(doc["predictions"], doc.get("model"))
     previous, theirs = _previous_profile(client, bucket, prefix, date)
-    checks, notes = gate.compare(mine, theirs, config, doc["predictions"], samples)
+    history = _history_counts(client, bucket, prefix, date, previous)
+    checks, notes = gate.compare(mine, theirs, config, doc["predictions"], samples, history)
     bad = gate.failed(checks)
     verdict = "passed" if not bad else "forced" if force else "refused"
     return {"date": date, "generated_at": doc.get("generated_at"), "previous": previous, "verdict": verdict,
             "forced": {"reason": reason, "by": by} if force else None, "checks": checks, "notes": notes,
             "thresholds": {k: v for k, v in vars(config).items() if k != "fields"}, "rules": config.fields,
             "profile": mine}
+
+
+def _history_counts(client: Any, bucket: str, prefix: str, date: str, previous: str | None) -> list[int]:
+    """Row counts of the earlier batches (up to gate.HISTORY, newest first, from their reports; none a
+    retract withdrew), for the gate's comparison with the batch's own history."""
+    from botocore.exceptions import ClientError
+
+    if previous is None:
+        return []
+    counts: list[int] = []
+    earlier = sorted((d for d in _listed_dates(client, bucket, prefix) if d <= previous), reverse=True)
+    for candidate in earlier[: gate.HISTORY + PREVIOUS_TRIES]:
+        if len(counts) == gate.HISTORY:
+            break
+        if audit.retraction_of(client, bucket, prefix, candidate) is not None:
+            continue
+        try:
+            stored = json.loads(client.get_object(Bucket=bucket, Key=report_key(prefix, candidate))["Body"].read())
+        except ClientError as exc:
+            if error_code(exc) not in ("NoSuchKey", "404"):
+                raise
+            continue
+        except ValueError:
+            continue
+        count = (stored.get("profile") or {}).get("count") if isinstance(stored, dict) else None
+        if isinstance(count, int):
+            counts.append(count)
+    return counts
 
 
 def _previous_profile(client: Any, bucket: str, prefix: str, date: str) -> tuple[str | None, dict | None]:
