@@ -14,6 +14,7 @@ DATE_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 BATCH_FILE = "predictions.json"
 POINTER_FILE = "latest.json"
 REPORT_FILE = "report.json"
+RETRACTED_DIR = "retracted/"
 DEFAULT_PREFIX = "predictions/"
 # What the publish command stores with a batch it validated, as S3 user metadata (x-amz-meta-*):
 # the SHA-256 of the JSON (uncompressed), the MD5 of the stored bytes and this mark. A reader whose
@@ -199,6 +200,13 @@ def report_key(prefix: str, date: str) -> str:
     if not is_valid_date(date):
         raise ValueError(f"not a YYYY-MM-DD date: {date!r}")
     return f"{prefix}{date}/{REPORT_FILE}"
+
+
+def retracted_key(prefix: str, date: str) -> str:
+    """The mark of a date a retract withdrew from latest (chalice_app/publishing/audit.py)."""
+    if not is_valid_date(date):
+        raise ValueError(f"not a YYYY-MM-DD date: {date!r}")
+    return f"{prefix}{RETRACTED_DIR}{date}.json"
 
 
 def pointer_key(prefix: str) -> str:

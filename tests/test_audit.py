@@ -143,3 +143,16 @@ def test_an_empty_log_says_so(s3, capsys):
     assert audit.main(["--bucket", BUCKET], client=s3) == 0
     captured = capsys.readouterr()
     assert captured.out == "" and "no moves" in captured.err
+
+
+def test_the_api_says_which_dates_a_retract_withdrew(s3, publish, retract, api):
+    assert publish("2026-11-22") == 0 and publish("2026-11-23") == 0
+    assert retract("2026-11-22", "bad batch") == 0
+
+    def retracted(date: str) -> bool:
+        answer = api.get(f"/predictions/{date}?limit=1")
+        assert answer.status_code == 200
+        return json.loads(answer.body)["retracted"]
+
+    assert retracted("2026-11-23") is True
+    assert retracted("2026-11-22") is False and retracted("latest") is False

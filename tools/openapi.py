@@ -95,7 +95,8 @@ def _components() -> dict[str, Any]:
             },
             "Page": {
                 "type": "object",
-                "required": ["date", "model", "generated_at", "gate", "count", "total", "items", "next_cursor"],
+                "required": ["date", "model", "generated_at", "gate", "retracted", "count", "total", "items",
+                             "next_cursor"],
                 "additionalProperties": False,
                 "properties": {
                     "date": _ref("schemas", "Date"),
@@ -104,6 +105,8 @@ def _components() -> dict[str, Any]:
                     "gate": {"enum": ["passed", "forced", None],
                              "description": "the publish gate's verdict: passed, forced (published with --force "
                                             "over a refusal), or null (a batch not stored by the publish command)"},
+                    "retracted": {"type": "boolean",
+                                  "description": "a retract took this date out of latest (predictions-retract)"},
                     "count": {"type": "integer", "minimum": 0, "description": "items matching q"},
                     "total": {"type": "integer", "minimum": 0, "description": "items in the batch"},
                     "items": {"type": "array", "maxItems": routes.MAX_LIMIT,

@@ -227,7 +227,9 @@ def get_batch(date: str) -> Response:
         next_cursor = Cursor(batch.date, end, cursor.sort, cursor.descending, cursor.q).encode()
     cache_control, extra = _cache_headers(answer, _batch_max_age(date))
     # Assembled from text: each item's JSON is encoded once per batch (see Batch.items_json).
-    head = encode({**batch.metadata(), "count": len(view), "total": len(batch)})
+    # Latest is never a retracted date (a retract moves it away): only a dated request asks.
+    retracted = cursor.date != "latest" and store.retracted(batch.date)
+    head = encode({**batch.metadata(), "retracted": retracted, "count": len(view), "total": len(batch)})
     body = f'{head[:-1]},"items":{batch.items_json(view[start:end])},"next_cursor":{encode(next_cursor)}}}'
     return body_response(body, cache_control=cache_control, if_none_match=_if_none_match(),
                          extra_headers=extra)

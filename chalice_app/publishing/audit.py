@@ -25,11 +25,10 @@ import sys
 from typing import Any
 
 from chalice_app.aws_clients import error_code
-from chalice_app.contract import date_from_key, is_valid_date
+from chalice_app.contract import date_from_key, retracted_key
 from chalice_app.publishing.commands import EXIT_OK, make_client, report_failure, resolve_target
 
 AUDIT_DIR = "audit/"
-RETRACTED_DIR = "retracted/"
 ACTIONS = ("publish", "publish-forced", "retract")
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 1000
@@ -70,12 +69,6 @@ def read_log(client: Any, bucket: str, prefix: str, limit: int = DEFAULT_LIMIT) 
             entry = None
         entries.append({**entry, "key": key} if isinstance(entry, dict) else {"key": key, "unreadable": True})
     return entries
-
-
-def retracted_key(prefix: str, date: str) -> str:
-    if not is_valid_date(date):
-        raise ValueError(f"not a YYYY-MM-DD date: {date!r}")
-    return f"{prefix}{RETRACTED_DIR}{date}.json"
 
 
 def retraction_of(client: Any, bucket: str, prefix: str, date: str) -> dict | None:

@@ -29,6 +29,7 @@ from chalice_app.contract import (
     is_valid_date,
     pointer_key,
     report_key,
+    retracted_key,
 )
 from chalice_app.logs import log_event
 from chalice_app.store import contract_json
@@ -226,6 +227,18 @@ class PredictionStore:
                 for key in list(self._reports)[: len(self._reports) - self.max_batches * 4]:
                     del self._reports[key]
             return answer
+
+    def retracted(self, date: str) -> bool:
+        """Whether a retract withdrew this date (its mark `{prefix}retracted/<date>.json` exists), as
+        fresh as the pointer. False when it cannot be told (S3 failing): the answer still serves."""
+        if not is_valid_date(date):
+            return False
+        try:
+            self._cached(self._meta, f"retracted:{date}", self.pointer_ttl,
+                         lambda etag: self.source.get(retracted_key(self.prefix, date), etag), lambda _: True)
+        except (NotFound, StoreUnavailable):
+            return False
+        return True
 
     def resolve(self, date: str) -> Answer[Batch]:
         """A date or 'latest' to its batch, with stale/hit combined over every read involved."""
