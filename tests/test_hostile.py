@@ -25,7 +25,10 @@ from chalice_app.config.settings import load_settings
 from helpers import BUCKET, PREFIX, make_doc
 
 # [0-9], not \d: \d would also accept the Arabic-Indic and fullwidth digits this file sends.
-ALLOWED_KEY = re.compile(r"predictions/(latest\.json|[0-9]{4}-[0-9]{2}-[0-9]{2}/predictions\.json)")
+# The pointer, a batch, its gate report (GET /reports/{date}) and a retract's mark (a page's "retracted"):
+# every key the API reads is built from a validated date, whatever a request holds.
+ALLOWED_KEY = re.compile(r"predictions/(latest\.json|[0-9]{4}-[0-9]{2}-[0-9]{2}/(predictions|report)\.json"
+                         r"|retracted/[0-9]{4}-[0-9]{2}-[0-9]{2}\.json)")
 ALLOWED_LIST = "ListObjectsV2:predictions/"
 SCRIPT = "<script>alert(1)</script>"
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
