@@ -278,3 +278,21 @@ def test_a_publish_re_renders_the_served_site_through_the_handler(tmp_path):
         time.sleep(1.5)
         assert len([r for r in stack.follower.results if not r["skipped"]]) == 1
     assert not stack.follower._thread.is_alive()
+
+
+def test_make_run_seeds_one_forced_batch_to_look_at():
+    """`make run` seeds its second day with a quarter of the rows missing, published with --force: a forced
+    batch, its report, its audit line (and, with the site, its page and feed entry) to look at."""
+    from chalice_app.contract import report_key
+    from chalice_app.publishing import audit
+
+    with devstack.local_stack(days=3, count=40, end_date="2026-11-23", api=False, forced_demo=True) as stack:
+        assert stack.forced_date == "2026-11-22"
+        client = stack.s3()
+        report = json.loads(client.get_object(Bucket=stack.bucket, Key=report_key(stack.prefix, "2026-11-22"))
+                            ["Body"].read())
+        assert report["verdict"] == "forced" and report["forced"]["reason"] == devstack.FORCED_DEMO_REASON
+        assert json.loads(client.get_object(Bucket=stack.bucket, Key=report_key(stack.prefix, "2026-11-23"))
+                          ["Body"].read())["verdict"] == "passed"
+        actions = [(e["action"], e["to"], e["reason"]) for e in audit.read_log(client, stack.bucket, stack.prefix)]
+        assert ("publish-forced", "2026-11-22", devstack.FORCED_DEMO_REASON) in actions

@@ -118,9 +118,16 @@ def stage_bucket(stage: str = STAGE) -> tuple[str, str]:
     return resolve_target(stage, None, None)
 
 
+FORCED_DEMO_REASON = "demo: a quarter of the stores did not report (make run)"
+
+
 def seed(endpoint: str, bucket: str, days: int = 7, count: int = 200, end_date: str | None = None,
-         prefix: str | None = None) -> None:
-    """Create the bucket (if new) and publish `days` sample batches through the publish code path."""
+         prefix: str | None = None, forced_demo: bool = False) -> str | None:
+    """Create the bucket (if new) and publish `days` sample batches through the publish code path.
+
+    forced_demo (make run): the second day has a quarter of its rows missing, which the publish gate
+    refuses, and is published with --force and FORCED_DEMO_REASON, so that a forced batch, its report on
+    its page, its audit line and its feed entry can be seen. Returns that date (None without it)."""
     from botocore.exceptions import ClientError
 
     from chalice_app.contract import DEFAULT_PREFIX
@@ -134,10 +141,16 @@ def seed(endpoint: str, bucket: str, days: int = 7, count: int = 200, end_date: 
         if exc.response.get("Error", {}).get("Code") not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
             raise
     end = end_date or time.strftime("%Y-%m-%d", time.gmtime())
-    for date in dates_ending(end, days) if days > 0 else []:
+    forced = None
+    for n, date in enumerate(dates_ending(end, days) if days > 0 else []):
+        doc = make_batch(date, count)
+        reason = "sample data for the local stack"
+        if forced_demo and n == 1 and days >= 3:
+            doc["predictions"] = doc["predictions"][: count * 3 // 4]
+            forced, reason = date, FORCED_DEMO_REASON
         # force: a stack started again over the same moto state replaces its sample dates.
-        publish_document(client, bucket, prefix or DEFAULT_PREFIX, make_batch(date, count), force=True,
-                         reason="sample data for the local stack", by="make run")
+        publish_document(client, bucket, prefix or DEFAULT_PREFIX, doc, force=True, reason=reason, by="make run")
+    return forced
 
 
 def start_chalice_local(endpoint: str, port: int, stage: str = STAGE,
@@ -221,6 +234,7 @@ class LocalStack:
     edge_url: str | None = None  # the local edge: deploy/stack.json's distribution, /api/* to gateway_url
     log_path: str | None = None  # where the started processes write, when not to this terminal
     build_seconds: float | None = None  # how long build_site.py took
+    forced_date: str | None = None  # the sample date published with --force (forced_demo, make run)
     follower: SiteFollower | None = None  # re-renders site_dir when the pointer moves (site=True)
     processes: list[subprocess.Popen] = field(default_factory=list)  # chalice local, the gateway, the edge
     moto: Any = None  # the ThreadedMotoServer (in this process)
@@ -348,7 +362,8 @@ def publish_program() -> list[str]:
 def local_stack(*, days: int = 7, count: int = 200, end_date: str | None = None, api: bool = True,
                 site: bool = False, edge: bool = False, s3_port: int = 0, api_port: int = 0, edge_port: int = 0,
                 site_dir: str | None = None, site_days: int | None = None, fresh: bool = True, follow: bool = False,
-                log_path: str | None = None, progress: Progress | None = None) -> Iterator[LocalStack]:
+                log_path: str | None = None, progress: Progress | None = None,
+                forced_demo: bool = False) -> Iterator[LocalStack]:
     """moto S3 + sample batches + `chalice local` (+ the site build) (+ the local edge), all on 127.0.0.1.
 
     days, count, end_date: sample batches to seed (days=0 seeds none; end_date defaults to today, UTC).
@@ -379,7 +394,8 @@ def local_stack(*, days: int = 7, count: int = 200, end_date: str | None = None,
         if fresh:
             reset_moto(endpoint)
         say(f"S3 (moto)  {endpoint}  seeding s3://{bucket}: {days} days x {count}")
-        seed(endpoint, bucket, days=days, count=count, end_date=end_date, prefix=prefix)
+        stack.forced_date = seed(endpoint, bucket, days=days, count=count, end_date=end_date, prefix=prefix,
+                                 forced_demo=forced_demo)
         output = cleanup.enter_context(open(log_path, "ab")) if log_path else None
         if api:
             port = _port(api_port, "API")
@@ -529,8 +545,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with local_stack(days=args.days, count=args.count, site=with_site, edge=with_site, s3_port=args.s3_port,
                          api_port=args.api_port, edge_port=args.site_port, site_dir=args.site_dir,
-                         follow=with_site, progress=say) as stack:
+                         follow=with_site, progress=say, forced_demo=True) as stack:
             say(f"Publish    {stack.publish_command()}")
+            if stack.forced_date and stack.edge_url:
+                forced = stack.forced_date
+                say(f"Forced     {forced} was published over the gate's refusal: {stack.edge_url}/d/{forced}.html, "
+                    f"{stack.edge_url}/dates.html, {stack.edge_url}/feed.xml, {stack.api_url}/reports/{forced}; "
+                    "the audit log: the Publish line's environment with .venv/bin/predictions-audit --stage local")
             if stack.follower is not None:
                 say("           the site is re-rendered within a second or two of each publish (as in AWS)")
             say("Ctrl-C stops everything.")
