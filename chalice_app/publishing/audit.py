@@ -101,16 +101,16 @@ def clear_retracted(client: Any, bucket: str, prefix: str, date: str) -> None:
     client.delete_object(Bucket=bucket, Key=retracted_key(prefix, date))
 
 
-def published_between(client: Any, bucket: str, prefix: str, after: str, upto: str) -> list[str]:
-    """Published dates d with after < d <= upto (a listing of the batch keys)."""
-    dates = []
+def listed_dates(client: Any, bucket: str, prefix: str) -> list[str]:
+    """Every published date under the prefix (its batch key exists), oldest first: one listing."""
     paginator = client.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
-        for obj in page.get("Contents", ()):
-            date = date_from_key(prefix, obj["Key"])
-            if date is not None and after < date <= upto:
-                dates.append(date)
-    return sorted(dates)
+    return sorted(date for page in paginator.paginate(Bucket=bucket, Prefix=prefix)
+                  for obj in page.get("Contents", ()) if (date := date_from_key(prefix, obj["Key"])))
+
+
+def published_between(client: Any, bucket: str, prefix: str, after: str, upto: str) -> list[str]:
+    """Published dates d with after < d <= upto."""
+    return [date for date in listed_dates(client, bucket, prefix) if after < date <= upto]
 
 
 def format_entry(entry: dict) -> str:

@@ -29,7 +29,6 @@ from chalice_app.contract import (
     VALIDATED_MARK,
     VALIDATED_METADATA,
     batch_key,
-    date_from_key,
     document_problem,
     is_valid_date,
     model_problem,
@@ -332,8 +331,7 @@ def _gate_report(client: Any, bucket: str, prefix: str, doc: dict, config: gate.
     """The gate's report on `doc` against the newest earlier batch that stands (not retracted)."""
     date = doc["date"]
     mine, samples = gate.profile(doc["predictions"], doc.get("model"))
-    previous, theirs = _previous_profile(client, bucket, prefix, date)
-    history = _history_counts(client, bucket, prefix, date, previous)
+    previous, theirs, history = _baseline(client, bucket, prefix, date)
     checks, notes = gate.compare(mine, theirs, config, doc["predictions"], samples, history)
     bad = gate.failed(checks)
     verdict = "passed" if not bad else "forced" if force else "refused"
@@ -343,65 +341,46 @@ def _gate_report(client: Any, bucket: str, prefix: str, doc: dict, config: gate.
             "profile": mine}
 
 
-def _history_counts(client: Any, bucket: str, prefix: str, date: str, previous: str | None) -> list[int]:
-    """Row counts of the earlier batches (up to gate.HISTORY, newest first, from their reports; none a
-    retract withdrew), for the gate's comparison with the batch's own history."""
+def _baseline(client: Any, bucket: str, prefix: str, date: str) -> tuple[str | None, dict | None, list[int]]:
+    """(date, profile) of the newest batch before `date` that no retract withdrew (its report's profile,
+    or, for a batch published before the gate existed, a profile of the batch itself, read once), and the
+    row counts in the reports of the standing batches from it back (up to gate.HISTORY, newest first),
+    for the gate's comparison with the batch's own history. One listing, each report read once."""
     from botocore.exceptions import ClientError
 
-    if previous is None:
-        return []
+    previous: str | None = None
+    theirs: dict | None = None
     counts: list[int] = []
-    earlier = sorted((d for d in _listed_dates(client, bucket, prefix) if d <= previous), reverse=True)
-    for candidate in earlier[: gate.HISTORY + PREVIOUS_TRIES]:
-        if len(counts) == gate.HISTORY:
-            break
+    earlier = [d for d in reversed(audit.listed_dates(client, bucket, prefix)) if d < date]
+    for n, candidate in enumerate(earlier[: gate.HISTORY + PREVIOUS_TRIES]):
+        if len(counts) == gate.HISTORY or (previous is None and n == PREVIOUS_TRIES):
+            break  # enough history, or no standing batch among the newest PREVIOUS_TRIES: no baseline
         if audit.retraction_of(client, bucket, prefix, candidate) is not None:
             continue
+        profile = None
         try:
             stored = json.loads(client.get_object(Bucket=bucket, Key=report_key(prefix, candidate))["Body"].read())
-        except ClientError as exc:
-            if error_code(exc) not in ("NoSuchKey", "404"):
-                raise
-            continue
-        except ValueError:
-            continue
-        count = (stored.get("profile") or {}).get("count") if isinstance(stored, dict) else None
-        if isinstance(count, int):
-            counts.append(count)
-    return counts
-
-
-def _previous_profile(client: Any, bucket: str, prefix: str, date: str) -> tuple[str | None, dict | None]:
-    """(date, profile) of the newest batch before `date` that no retract withdrew; its report's profile,
-    or, for a batch published before the gate existed, a profile of the batch itself (read once)."""
-    from botocore.exceptions import ClientError
-
-    earlier = sorted((d for d in _listed_dates(client, bucket, prefix) if d < date), reverse=True)
-    for candidate in earlier[:PREVIOUS_TRIES]:
-        if audit.retraction_of(client, bucket, prefix, candidate) is not None:
-            continue
-        try:
-            stored = json.loads(client.get_object(Bucket=bucket, Key=report_key(prefix, candidate))["Body"].read())
-            if isinstance(stored, dict) and isinstance(stored.get("profile"), dict):
-                return candidate, stored["profile"]
+            profile = stored.get("profile") if isinstance(stored, dict) else None
         except ClientError as exc:
             if error_code(exc) not in ("NoSuchKey", "404"):
                 raise
         except ValueError:
-            pass  # an unreadable report: profile the batch instead
-        response = client.get_object(Bucket=bucket, Key=batch_key(prefix, candidate))
-        body = response["Body"].read()
-        if (response.get("ContentEncoding") or "").lower() == "gzip" or body[:2] == b"\x1f\x8b":
-            body = gzip.decompress(body)
-        old = json.loads(body)
-        return candidate, gate.profile(old.get("predictions") or [], old.get("model"))[0]
-    return None, None
+            pass  # an unreadable report: for the baseline, the batch is profiled instead
+        if isinstance(profile, dict) and isinstance(profile.get("count"), int):
+            counts.append(profile["count"])
+        if previous is None:
+            previous = candidate
+            theirs = profile if isinstance(profile, dict) else _profile_batch(client, bucket, prefix, candidate)
+    return previous, theirs, counts
 
 
-def _listed_dates(client: Any, bucket: str, prefix: str) -> list[str]:
-    paginator = client.get_paginator("list_objects_v2")
-    return [d for page in paginator.paginate(Bucket=bucket, Prefix=prefix) for obj in page.get("Contents", ())
-            if (d := date_from_key(prefix, obj["Key"]))]
+def _profile_batch(client: Any, bucket: str, prefix: str, date: str) -> dict:
+    response = client.get_object(Bucket=bucket, Key=batch_key(prefix, date))
+    body = response["Body"].read()
+    if (response.get("ContentEncoding") or "").lower() == "gzip" or body[:2] == b"\x1f\x8b":
+        body = gzip.decompress(body)
+    old = json.loads(body)
+    return gate.profile(old.get("predictions") or [], old.get("model"))[0]
 
 
 def _retraction_text(record: dict) -> str:
@@ -425,7 +404,7 @@ def _move_pointer(client: Any, bucket: str, prefix: str, doc: dict, progress: Pr
     for _ in range(POINTER_ATTEMPTS):
         current, etag = _read_pointer(client, bucket, key)
         if current is None:
-            newest = _newest_listed(client, bucket, prefix)
+            newest = max(audit.listed_dates(client, bucket, prefix), default=None)
             current = newest if newest != date else None
         if current is not None and current > date:
             hint = ""
@@ -465,17 +444,6 @@ def _read_pointer(client: Any, bucket: str, key: str) -> tuple[str | None, str |
         date = None
     # A corrupt pointer is replaced, not trusted: compare against the listing instead.
     return (date if is_valid_date(date) else None), etag
-
-
-def _newest_listed(client: Any, bucket: str, prefix: str) -> str | None:
-    newest = None
-    paginator = client.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
-        for obj in page.get("Contents", ()):
-            date = date_from_key(prefix, obj["Key"])
-            if date and (newest is None or date > newest):
-                newest = date
-    return newest
 
 
 def today_utc() -> dt.date:
