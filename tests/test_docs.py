@@ -101,21 +101,24 @@ def test_every_docs_page_is_linked_from_the_readme():
     assert not orphans, f"docs pages nobody can find: {orphans}; link them from README.md's Docs list"
 
 
-def test_the_readme_layout_names_every_module():
-    layout = section(read(README), "Layout")
+LAYOUT = ROOT / "docs" / "layout.md"
+
+
+def test_the_layout_names_every_module():
+    layout = read(LAYOUT)
     listed = {row[0].strip("`") for row in table_rows(layout)}
     expected = {"app.py", "build_site.py", "site/", "tests/", "bench/"}
     for top in ("chalice_app", "deploy", "tools"):
         expected |= {p.relative_to(ROOT).as_posix() for p in (ROOT / top).rglob("*.py") if p.name != "__init__.py"}
     missing = sorted(expected - listed)
-    assert not missing, f"README.md's Layout table has no row for {missing}: add one line per module with its job"
+    assert not missing, f"docs/layout.md has no row for {missing}: add one line per module with its job"
 
 
-def test_the_readme_layout_lists_only_paths_that_exist():
-    layout = section(read(README), "Layout")
+def test_the_layout_lists_only_paths_that_exist():
+    layout = read(LAYOUT)
     paths = [row[0].strip("`") for row in table_rows(layout)[2:]]
     gone = [p for p in paths if not (ROOT / p).exists()]
-    assert not gone, f"README.md's Layout table lists paths that do not exist: {gone}"
+    assert not gone, f"docs/layout.md lists paths that do not exist: {gone}"
 
 
 def test_the_readme_documents_the_daily_publish_command():
