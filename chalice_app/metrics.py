@@ -43,8 +43,10 @@ def emf_fields(dimensions: Sequence[Sequence[str]], metrics: Mapping[str, tuple[
 
 
 def request_fields(*, stage: str, route: str, status: int, latency_ms: float, cold: bool,
-                   init_duration_ms: float | None, cache_hit: bool | None) -> dict:
-    """One API invocation. InitDurationMs only on cold starts, CacheHit only when the store was read."""
+                   init_duration_ms: float | None, cache_hit: bool | None, request_id: str | None = None,
+                   date: str | None = None, model_version: str | None = None) -> dict:
+    """One API invocation. InitDurationMs only on cold starts, CacheHit only when the store was read;
+    RequestId (API Gateway's, as in the access log), Date and Model (the batch answered from) when known."""
     metrics: dict[str, tuple[float, str]] = {
         "ColdStart": (1 if cold else 0, COUNT),
         "LatencyMs": (round(latency_ms, 2), MILLISECONDS),
@@ -53,7 +55,12 @@ def request_fields(*, stage: str, route: str, status: int, latency_ms: float, co
         metrics["InitDurationMs"] = (round(init_duration_ms, 1), MILLISECONDS)
     if cache_hit is not None:
         metrics["CacheHit"] = (1 if cache_hit else 0, COUNT)
-    return emf_fields(REQUEST_DIMENSIONS, metrics, {"Stage": stage, "Route": route, "Status": status})
+    properties: dict[str, object] = {"Stage": stage, "Route": route, "Status": status}
+    fields = emf_fields(REQUEST_DIMENSIONS, metrics, properties)
+    for name, value in (("RequestId", request_id), ("Date", date), ("Model", model_version)):
+        if value is not None:
+            fields[name] = value
+    return fields
 
 
 _REQUEST_HEADS: dict[tuple[str, str, bool, bool], tuple[str, str]] = {}
@@ -61,7 +68,8 @@ MAX_REQUEST_HEADS = 64  # (stage, route, has init, has cache hit): routes are Ch
 
 
 def request_line(*, stage: str, route: str, status: int, latency_ms: float, cold: bool,
-                 init_duration_ms: float | None, cache_hit: bool | None) -> str:
+                 init_duration_ms: float | None, cache_hit: bool | None, request_id: str | None = None,
+                 date: str | None = None, model_version: str | None = None) -> str:
     """The log line of one API invocation: the same JSON as `log_event("request_metrics",
     **request_fields(...))`, its constant parts encoded once per route, since it is written on
     every request (json.dumps of the whole record was ~15% of a by-id's time)."""
@@ -80,6 +88,9 @@ def request_line(*, stage: str, route: str, status: int, latency_ms: float, cold
     tail = f',"InitDurationMs":{round(init_duration_ms, 1)!r}' if with_init else ""
     if cache_hit is not None:
         tail += ',"CacheHit":1' if cache_hit else ',"CacheHit":0'
+    for name, value in (("RequestId", request_id), ("Date", date), ("Model", model_version)):
+        if value is not None:
+            tail += f',"{name}":{json.dumps(value)}'
     return (f'{{"event":"request_metrics","ts":{round(now, 3)!r},"_aws":{{"Timestamp":{int(now * 1000)}'
             f'{parts[0]}{int(status)},"ColdStart":{1 if cold else 0},"LatencyMs":{round(latency_ms, 2)!r}'
             f"{tail}}}\n")

@@ -1,7 +1,8 @@
 """What API Gateway answers by itself, in the API's own error shape: the gateway responses.
 
 API Gateway answers some requests without calling the function: a path or method no route declares
-(403 "Missing Authentication Token"), throttling (429), its own faults (5xx). Left alone those answers
+(403 "Missing Authentication Token"), throttling (429, past the stage's rate and burst), its own faults
+(5xx). Left alone those answers
 are `{"message": "..."}`, not the documented `{"error": {"code", "message"}}`, and the 403 looks like
 a permission problem. The Swagger extension `x-amazon-apigateway-gateway-responses` replaces them; it
 lives in the API's definition, so every deployment of the definition carries it.
@@ -39,6 +40,9 @@ TABLE: dict[str, tuple[int | None, str, str]] = {
     "DEFAULT_4XX": (None, "request_refused", "$context.error.messageString"),
     "DEFAULT_5XX": (None, "gateway_error", "$context.error.messageString"),
 }
+# Headers of one response type only. The stage throttle (.chalice/config.json `api_throttle`) refills
+# rate_limit tokens a second: a client that waits a second finds some.
+EXTRA_HEADERS: dict[str, dict[str, str]] = {"THROTTLED": {"Retry-After": "1"}}
 
 
 def _template(code: str, message: str) -> str:
@@ -51,7 +55,8 @@ def gateway_responses() -> dict[str, dict[str, Any]]:
     for kind, (status, code, message) in TABLE.items():
         entry: dict[str, Any] = {
             # Header values are static strings, quoted as API Gateway's mapping syntax wants.
-            "responseParameters": {f"gatewayresponse.header.{name}": f"'{value}'" for name, value in HEADERS.items()},
+            "responseParameters": {f"gatewayresponse.header.{name}": f"'{value}'"
+                                   for name, value in {**HEADERS, **EXTRA_HEADERS.get(kind, {})}.items()},
             "responseTemplates": {"application/json": _template(code, message)},
         }
         if status is not None:

@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from chalice_app.config.stage_file import StageError, load_config
-from deploy import stack
+from deploy import app_template, stack
 from deploy.command_errors import report
 
 PROJECT_DIR = stack.PROJECT_DIR
@@ -46,34 +46,35 @@ CAPABILITIES = ("CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAN
 SERVERLESS_FUNCTION = "AWS::Serverless::Function"
 SERVERLESS_API = "AWS::Serverless::Api"
 ARTIFACT_PREFIX = "app"
-# Chalice's logical ids -> the suffix `chalice deploy` gives the function's name ({app}-{stage}{suffix}).
-# "warmer" and "site" are the names chalice_app/warming/scheduled.py and chalice_app/site_trigger.py register.
-FUNCTIONS = {"APIHandler": "", "Warmer": "-warmer", "Site": "-site"}
-
 Progress = Callable[[str], None]
 Packager = Callable[[list[str], str], int]
 TemplateHook = Callable[[dict], dict]
 
 
 def stage_functions(stage: str, config: dict) -> list[str]:
-    """Chalice's logical ids of the functions this stage has: the API always, the warmer and the site
-    function when their switches are on (read by app.py's own rules: deploy/stack.py `switches`)."""
+    """Chalice's logical ids of the functions this stage has: the API always, the warmer, the site function and
+    the pre-traffic hook when their switches are on (read by app.py's own rules: deploy/stack.py `switches`)."""
+    from chalice_app import canary
+
     env = {**config.get("environment_variables", {}),
            **config.get("stages", {}).get(stage, {}).get("environment_variables", {})}
     warmer, site_function = stack.switches(stage, env)
-    return ["APIHandler", *(["Warmer"] if warmer else []), *(["Site"] if site_function else [])]
+    return ["APIHandler", *(["Warmer"] if warmer else []), *(["Site"] if site_function else []),
+            *(["PreTraffic"] if canary.enabled(env) else [])]
 
 
-def merge_template(stage: str, app_name: str, functions: Iterable[str]) -> dict:
-    """What `chalice package --merge-template` deep-merges into sam.json: the names `chalice deploy` gives.
+def api_routes() -> dict:
+    """Chalice's routes of app.py ({path: {method: entry}}): every one gets the alias."""
+    from chalice_app.api.routes import app
 
-    Only functions the stage has: a merged resource without its Type would make the template invalid.
-    """
-    resources: dict[str, Any] = {
-        logical: {"Properties": {"FunctionName": f"{app_name}-{stage}{FUNCTIONS[logical]}"}} for logical in functions}
-    # moto and AWS alike name the REST API by it; Chalice's own deploy calls it app_name too.
-    resources["RestAPI"] = {"Properties": {"Name": app_name}}
-    return {"Resources": resources}
+    return app.routes
+
+
+def merge_template(stage: str, app_name: str, functions: Iterable[str], config: dict | None = None) -> dict:
+    """What `chalice package --merge-template` deep-merges into sam.json (deploy/app_template.py)."""
+    section = (config or {}).get("stages", {}).get(stage, {})
+    return app_template.merge_template(stage, app_name, functions, app_template.app_settings(stage, section),
+                                       api_routes())
 
 
 def check_names(template: dict, stage: str, app_name: str) -> None:
@@ -83,8 +84,12 @@ def check_names(template: dict, stage: str, app_name: str) -> None:
     typeless = [k for k, v in template.get("Resources", {}).items() if "Type" not in v]
     if unnamed or typeless:
         raise stack.StackError(f"stage {stage}: the package of {app_name} has unnamed functions {unnamed} or merged "
-                               f"resources Chalice did not generate {typeless}: deploy/app_stack.py FUNCTIONS is out "
-                               "of date with the app")
+                               f"resources Chalice did not generate {typeless}: deploy/app_template.py FUNCTIONS is "
+                               "out of date with the app")
+    off_alias = app_template.check_alias(template)
+    if off_alias:
+        raise stack.StackError(f"stage {stage}: API Gateway would reach the API function past its alias "
+                               f"{app_template.ALIAS!r}: " + "; ".join(off_alias))
 
 
 def content_hash(zip_path: str) -> str:
@@ -145,7 +150,7 @@ def package(stage: str, app_name: str, config: dict, project_dir: str, run: Pack
     merge_path = os.path.join(build, f"app-merge-{stage}.json")
     os.makedirs(build, exist_ok=True)
     with open(merge_path, "w", encoding="utf-8") as fh:
-        json.dump(merge_template(stage, app_name, stage_functions(stage, config)), fh, indent=2)
+        json.dump(merge_template(stage, app_name, stage_functions(stage, config), config), fh, indent=2)
     shutil.rmtree(out, ignore_errors=True)  # a stale zip must never be what gets deployed
     code = run(["package", "--stage", stage, "--merge-template", os.path.relpath(merge_path, project_dir),
                 os.path.relpath(out, project_dir)], project_dir)

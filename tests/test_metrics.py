@@ -60,11 +60,12 @@ def test_a_warm_request_has_no_init_duration_and_health_no_cache_hit():
 @pytest.mark.parametrize("cold, init, hit", [(True, 812.34, False), (False, None, True), (False, None, None),
                                              (True, None, None)])
 @pytest.mark.parametrize("route", ["/predictions/{date}", 'odd "route" \\ é\n'])
-def test_the_request_line_is_the_request_record_as_json(route, cold, init, hit):
+@pytest.mark.parametrize("ids", [{}, {"request_id": "c0ffee-1", "date": "2026-11-23", "model_version": '3.2 "β"\n'}])
+def test_the_request_line_is_the_request_record_as_json(route, cold, init, hit, ids):
     line = metrics.request_line(stage="prod", route=route, status=404, latency_ms=3.14159, cold=cold,
-                                init_duration_ms=init, cache_hit=hit)
+                                init_duration_ms=init, cache_hit=hit, **ids)
     record = metrics.request_fields(stage="prod", route=route, status=404, latency_ms=3.14159, cold=cold,
-                                    init_duration_ms=init, cache_hit=hit)
+                                    init_duration_ms=init, cache_hit=hit, **ids)
     assert line.endswith("\n") and line.count("\n") == 1
     parsed = json.loads(line)
     assert parsed.pop("event") == "request_metrics" and abs(parsed.pop("ts") - time.time()) < 5
@@ -106,6 +107,18 @@ def test_every_api_invocation_logs_one_emf_line(api, put_batch, capsys):
     assert "CacheHit" not in values[4]  # a 404 has no answer to be a hit
     assert [r["Status"] for r in records] == [200, 200, 200, 200, 404]
     assert all(r["Stage"] == "local" for r in records)
+
+
+def test_each_request_line_names_its_request_id_batch_date_and_model_version(api, put_batch, capsys):
+    put_batch("2026-11-23")
+    capsys.readouterr()
+    api.get("/health")
+    api.get("/predictions/latest")
+    api.get("/predictions/2026-11-23/sku-001")
+    records = lines(capsys.readouterr().out, "request_metrics")
+    assert all(r["RequestId"] for r in records) and len({r["RequestId"] for r in records}) == 3
+    assert "Date" not in records[0] and "Model" not in records[0]  # health reads no batch
+    assert [(r["Date"], r["Model"]) for r in records[1:]] == [("2026-11-23", "3.2.0")] * 2
 
 
 def test_the_date_listing_is_a_hit_only_when_both_reads_are(api, put_batch, capsys):

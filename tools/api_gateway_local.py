@@ -6,8 +6,12 @@ Strict where production is: a Host that is not its own is a 403 {"message":"Forb
 Gateway without a custom domain); a path outside the stage (/api/...) is the same 403; a method and
 path the API's definition does not declare get the MISSING_AUTHENTICATION_TOKEN gateway response,
 rendered from deploy/api_gateway.py with the definition `swagger_for(app)` builds (so the local
-answer is the deployed one). Everything else goes to chalice local without the stage prefix, and
-status, headers and body come back as they are. Binds 127.0.0.1 only.
+answer is the deployed one). With `--stage S` it applies that stage's throttle (`api_throttle` in
+.chalice/config.json, deploy/app_template.py) as API Gateway applies a stage's method throttling: a token
+bucket holding `burst_limit` tokens, refilled at `rate_limit` a second, one token per request; a request
+that finds none gets the THROTTLED gateway response (429, `Retry-After`) without reaching the function.
+Everything else goes to chalice local without the stage prefix, and status, headers and body come back
+as they are. Binds 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import http.server
 import re
 import sys
 import threading
+import time
 import urllib.parse
 import uuid
 from typing import Any
@@ -29,6 +34,42 @@ HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy
                         "trailer", "transfer-encoding", "upgrade", "content-length", "host", "date", "server"})
 MAX_BODY = 10 * 1024 * 1024  # API Gateway's payload limit
 _UPSTREAM = threading.local()
+
+
+class TokenBucket:
+    """API Gateway's throttle: `burst` tokens at most, `rate` more each second, one per request."""
+
+    def __init__(self, rate: float, burst: int, clock: Any = time.monotonic) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError(f"throttle rate {rate} and burst {burst} must be positive")
+        self.rate, self.burst, self.clock = float(rate), int(burst), clock
+        self.tokens = float(burst)
+        self.stamp = clock()
+        self.lock = threading.Lock()
+        self.refused = 0
+
+    def take(self) -> bool:
+        with self.lock:
+            now = self.clock()
+            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+            self.stamp = now
+            if self.tokens >= 1:
+                self.tokens -= 1
+                return True
+            self.refused += 1
+            return False
+
+
+def stage_throttle(stage: str) -> TokenBucket:
+    """The bucket of a stage of .chalice/config.json (its `api_throttle`, or the defaults)."""
+    from chalice_app.config.stage_file import load_config
+    from deploy.app_template import app_settings
+
+    config = load_config()
+    if stage not in config.get("stages", {}):
+        raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(sorted(config.get('stages', {})))}")
+    settings = app_settings(stage, config["stages"][stage])
+    return TokenBucket(settings.rate_limit, settings.burst_limit)
 
 
 def route_table(swagger: dict) -> list[tuple[re.Pattern[str], frozenset[str]]]:
@@ -51,7 +92,8 @@ def declared(table: list[tuple[re.Pattern[str], frozenset[str]]], method: str, p
 class GatewayServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, upstream: str, swagger: dict, port: int = 0, quiet: bool = True) -> None:
+    def __init__(self, upstream: str, swagger: dict, port: int = 0, quiet: bool = True,
+                 throttle: TokenBucket | None = None) -> None:
         parts = urllib.parse.urlsplit(upstream.rstrip("/"))
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"--api must be an http URL (chalice local), got {upstream!r}")
@@ -59,6 +101,7 @@ class GatewayServer(http.server.ThreadingHTTPServer):
         self.swagger = swagger
         self.routes = route_table(swagger)
         self.quiet = quiet
+        self.throttle = throttle
         self.thread: threading.Thread | None = None
         super().__init__((HOST, port), GatewayHandler)
 
@@ -106,6 +149,9 @@ class GatewayHandler(http.server.BaseHTTPRequestHandler):
         if not declared(self.server.routes, self.command, resource):
             self._reply(*render(self.server.swagger, "MISSING_AUTHENTICATION_TOKEN", 403,
                                 "Missing Authentication Token"))
+            return
+        if self.server.throttle is not None and not self.server.throttle.take():
+            self._reply(*render(self.server.swagger, "THROTTLED", 429, "Too Many Requests"))
             return
         self._forward(resource + (f"?{query}" if query else ""), body)
 
@@ -179,9 +225,10 @@ def app_swagger() -> dict:
     return swagger_for(app)
 
 
-def start_in_thread(upstream: str, port: int = 0, swagger: dict | None = None, quiet: bool = True) -> GatewayServer:
+def start_in_thread(upstream: str, port: int = 0, swagger: dict | None = None, quiet: bool = True,
+                    throttle: TokenBucket | None = None) -> GatewayServer:
     """The stand-in on 127.0.0.1 in a daemon thread (port 0: a free one); .stop() ends it."""
-    server = GatewayServer(upstream, swagger if swagger is not None else app_swagger(), port, quiet)
+    server = GatewayServer(upstream, swagger if swagger is not None else app_swagger(), port, quiet, throttle)
     server.thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
                                      name="api-gateway-local", daemon=True)
     server.thread.start()
@@ -193,13 +240,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--api", required=True, help="chalice local's URL, e.g. http://127.0.0.1:8000")
     p.add_argument("--port", type=int, default=8001, help="port on 127.0.0.1 (default 8001)")
     p.add_argument("--quiet", action="store_true", help="do not log requests")
+    p.add_argument("--stage", help="apply this stage's throttle (api_throttle in .chalice/config.json): 429 past "
+                                   "its burst, as API Gateway; without it nothing is throttled")
     args = p.parse_args(argv)
     try:
-        server = GatewayServer(args.api, app_swagger(), args.port, quiet=args.quiet)
+        throttle = stage_throttle(args.stage) if args.stage else None
+        server = GatewayServer(args.api, app_swagger(), args.port, quiet=args.quiet, throttle=throttle)
     except (ValueError, OSError) as exc:
         print(f"api_gateway_local: error: {exc}", file=sys.stderr)
         return 1
-    print(f"api_gateway_local: {server.url}/{STAGE}/* -> {args.api}", file=sys.stderr, flush=True)
+    limit = f" (throttle: rate {throttle.rate:g}/s, burst {throttle.burst})" if throttle else ""
+    print(f"api_gateway_local: {server.url}/{STAGE}/* -> {args.api}{limit}", file=sys.stderr, flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -9,6 +9,10 @@ by cursor, one prediction by id, the date list, and If-None-Match revalidations 
 304) and checks every answer: the expected status, JSON for a 200, the page's date matching the
 batch asked for. Prints total, errors, req/s and latency percentiles; exits 1 on any error.
 
+Past the stage's throttle (`api_throttle` of the local stage, applied by the API Gateway stand-in as API
+Gateway applies it) answers are 429: counted as `throttled`, not errors, when they are what API Gateway
+sends (the API's error shape, code `throttled`, `Retry-After`); any other 429 is an error.
+
 Bounded by construction: a fixed number of requests, a per-request timeout, a wall-clock limit,
 127.0.0.1 only, and everything it started is stopped before it exits. chalice local is a
 development server (threads in one Python process), so the figures say the stack stays correct
@@ -64,6 +68,10 @@ class Result:
     seconds: float
     error: str | None = None
 
+    @property
+    def throttled(self) -> bool:
+        return self.status == 429 and self.error is None
+
 
 def percentile(values: Sequence[float], p: float) -> float:
     """Nearest-rank percentile (0 for no values)."""
@@ -95,6 +103,7 @@ class Report:
             "requested": self.requested,
             "total": total,
             "errors": len(self.errors) + (self.requested - total),
+            "throttled": sum(r.throttled for r in self.results),
             "seconds": round(self.elapsed, 2),
             "req_per_s": round(total / self.elapsed, 1) if self.elapsed else 0.0,
             "p50_ms": round(self.percentile(50), 1),
@@ -217,8 +226,22 @@ def plan(catalogue: Catalogue, n: int, seed: int) -> list[Request]:
     return out
 
 
-def check(request: Request, status: int, body: bytes) -> str | None:
+def check_throttled(request: Request, headers: dict[str, str], body: bytes) -> str | None:
+    """Why a 429 is not API Gateway's throttled answer, or None."""
+    try:
+        code = json.loads(body)["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        code = None
+    if code != "throttled" or not headers.get("retry-after", "").isdigit():
+        return (f"{request.kind} {request.path}: a 429 without the throttled error shape and Retry-After: "
+                f"{body[:120]!r}")
+    return None
+
+
+def check(request: Request, status: int, body: bytes, headers: dict[str, str] | None = None) -> str | None:
     """Why this answer is wrong, or None."""
+    if status == 429:
+        return check_throttled(request, headers or {}, body)
     if status != request.expect:
         return f"{request.kind} {request.path}: expected {request.expect}, got {status} {body[:120]!r}"
     if status == 304:
@@ -253,8 +276,8 @@ def run(base_url: str, requests: int, concurrency: int, *, timeout: float = 10.0
                 request = todo[i]
                 started = time.perf_counter()
                 try:
-                    status, _, body = client.get(request.path, request.headers)
-                    error = check(request, status, body)
+                    status, got, body = client.get(request.path, request.headers)
+                    error = check(request, status, body, got)
                 except (OSError, http.client.HTTPException, ValueError) as exc:
                     status, error = 0, f"{request.kind} {request.path}: {type(exc).__name__}: {exc}"
                     client.close()
@@ -332,6 +355,8 @@ def format_report(summary: dict[str, Any], errors: list[Result]) -> str:
     lines = [
         f"total     {summary['total']} of {summary['requested']} requested",
         f"errors    {summary['errors']}",
+        *([f"throttled {summary['throttled']} (429 past the stage's burst, each the API's error shape with "
+           "Retry-After: not errors)"] if summary.get("throttled") else []),
         f"elapsed   {summary['seconds']} s",
         f"req/s     {summary['req_per_s']}",
         f"latency   p50 {summary['p50_ms']} ms   p90 {summary['p90_ms']} ms   p99 {summary['p99_ms']} ms   "
