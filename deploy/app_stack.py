@@ -164,9 +164,10 @@ def package(stage: str, app_name: str, config: dict, project_dir: str, run: Pack
 
 def deploy_app(cfn: Any, s3: Any, stage: str, region: str, *, project_dir: str = PROJECT_DIR,
                dry_run: bool = False, progress: Progress = print, delay: float = 10.0,
-               run: Packager = _package, prepare_template: TemplateHook | None = None) -> dict[str, Any]:
-    """Package the app, upload its code once, create or update the app stack; run_change_set's result plus
-    "api_domain" and "key".
+               run: Packager = _package, prepare_template: TemplateHook | None = None,
+               release_dir: str | None = None) -> dict[str, Any]:
+    """Package the app (or take the stage's package from the release in `release_dir`: deploy/release.py),
+    upload its code once, create or update the app stack; run_change_set's result plus "api_domain" and "key".
 
     `prepare_template` sees the template after the CodeUris point at S3 and before it is sent: a test seam
     for emulators that cannot run the SAM transform. In production it is None and CloudFormation transforms.
@@ -178,7 +179,16 @@ def deploy_app(cfn: Any, s3: Any, stage: str, region: str, *, project_dir: str =
     if not bucket:
         raise stack.StackError(f"stack {stack.stack_name(stage, app_name)} has no ArtifactBucketName output: run "
                                f"`python -m deploy.stack --stage {stage}` first (make deploy does)")
-    template, zip_path = package(stage, app_name, config, project_dir, run)
+    if release_dir:
+        from deploy import release
+
+        built = release.load(release_dir, stage, project_dir=project_dir)
+        template, zip_path = built.template, built.zip_path
+        check_names(template, stage, app_name)
+        progress(f"release {release_dir}: code {built.manifest['content_sha256'][:12]} of commit "
+                 f"{built.manifest.get('commit') or '(unknown)'}, built {built.manifest.get('built_at')}")
+    else:
+        template, zip_path = package(stage, app_name, config, project_dir, run)
     key = artifact_key(stage, content_hash(zip_path))
     if not dry_run:
         upload_once(s3, bucket, key, zip_path, progress)
@@ -219,6 +229,8 @@ def main(argv: list[str] | None = None, clients: Callable[[], tuple[Any, Any, st
     p.add_argument("--stage", required=True, help="a stage of .chalice/config.json (dev, prod)")
     p.add_argument("--dry-run", action="store_true", help="package and show the change set, change nothing")
     p.add_argument("--outputs", action="store_true", help="print the app stack's outputs as JSON")
+    p.add_argument("--release", metavar="DIR", help="deploy the stage's package from the release in DIR "
+                                                     "(python -m deploy.release) instead of packaging")
     args = p.parse_args(argv)
     try:
         cfn, s3, region = clients()
@@ -231,7 +243,7 @@ def main(argv: list[str] | None = None, clients: Callable[[], tuple[Any, Any, st
             print(json.dumps(stack.outputs_of(found), indent=2, sort_keys=True))
             return 0
         result = deploy_app(cfn, s3, args.stage, region, project_dir=project_dir, dry_run=args.dry_run,
-                            prepare_template=prepare_template)
+                            prepare_template=prepare_template, release_dir=args.release)
     except Exception as exc:  # noqa: BLE001 - report() re-raises what is neither expected nor AWS's
         return report("deploy.app_stack", exc, (stack.StackError, StageError))
     if not args.dry_run:

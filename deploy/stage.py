@@ -37,7 +37,7 @@ def _switches(stage: str) -> tuple[bool, bool]:
 
 
 def steps(stage: str, python: str = sys.executable, warmer_enabled: bool | None = None,
-          site_rebuild_enabled: bool | None = None) -> list[tuple[str, list[str]]]:
+          site_rebuild_enabled: bool | None = None, release: str | None = None) -> list[tuple[str, list[str]]]:
     if warmer_enabled is None or site_rebuild_enabled is None:
         warmer_on, site_on = _switches(stage)
         warmer_enabled = warmer_on if warmer_enabled is None else warmer_enabled
@@ -46,7 +46,8 @@ def steps(stage: str, python: str = sys.executable, warmer_enabled: bool | None 
     lock = [python, "-m", "deploy.deploy_lock", "--stage", stage]
     plan = [("take the stage's deploy lock", [*lock, "--acquire"]),
             ("create or update the stage stack (site, CDN, alarms, artifacts)", stack),
-            ("deploy the API and its functions (the app stack)", [python, "-m", "deploy.app_stack", "--stage", stage]),
+            ("deploy the API and its functions (the app stack)",
+             [python, "-m", "deploy.app_stack", "--stage", stage, *(["--release", release] if release else [])]),
             ("point the distribution's /api/* at the Regional API", stack)]
     if warmer_enabled:  # a stage without a warmer has nothing to prewarm with
         plan.append(("prewarm the API", [python, "-m", "chalice_app.warming.prewarm", "--stage", stage]))
@@ -76,8 +77,8 @@ def _shown(command: Sequence[str]) -> str:
     return " ".join([os.path.basename(command[0]), *command[1:]])
 
 
-def deploy(stage: str, run: Runner = _run, say: Callable[[str], None] = print) -> int:
-    plan = steps(stage)
+def deploy(stage: str, run: Runner = _run, say: Callable[[str], None] = print, release: str | None = None) -> int:
+    plan = steps(stage, release=release)
     remove_bytecode()
     release_what, release = plan[-1]
     for number, (what, command) in enumerate(plan, 1):
@@ -108,13 +109,15 @@ def main(argv: list[str] | None = None) -> int:
                                             "events, site, unlock.")
     p.add_argument("--stage", required=True, help="a stage of .chalice/config.json (dev, prod)")
     p.add_argument("--dry-run", action="store_true", help="print the steps without running them")
+    p.add_argument("--release", metavar="DIR", help="deploy the app from this release (make release) instead of "
+                                                     "packaging it: the same build on every stage")
     args = p.parse_args(argv)
     if args.dry_run:
-        plan = steps(args.stage)
+        plan = steps(args.stage, release=args.release)
         for number, (what, command) in enumerate(plan, 1):
             print(f"[{number}/{len(plan)}] {what}: {' '.join(command)}")
         return 0
-    return deploy(args.stage)
+    return deploy(args.stage, release=args.release)
 
 
 if __name__ == "__main__":

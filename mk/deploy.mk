@@ -6,10 +6,16 @@ STAGES := local dev prod
 CHECKOV_VENV := $(VENV)/checkov
 CHECKOV := $(CHECKOV_VENV)/bin/checkov
 
-.PHONY: deploy deploy-check checkov
+.PHONY: deploy deploy-check checkov release
 
-deploy: venv ## deploy STAGE (default dev): lock, stage stack, app stack, stage stack, prewarm, bucket events, site
-	$(PY) -m deploy.stage --stage $(STAGE)
+# RELEASE=DIR deploys the app from a release folder (make release) instead of packaging it on this machine.
+RELEASE ?=
+
+deploy: venv ## deploy STAGE (default dev): lock, stage stack, app stack, stage stack, prewarm, bucket events, site; RELEASE=DIR deploys that build
+	$(PY) -m deploy.stage --stage $(STAGE) $(if $(RELEASE),--release $(RELEASE))
+
+release: venv ## package the app once for dev and prod into build/release (what the pipeline promotes)
+	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(PY) -m deploy.release --out build/release
 
 $(CHECKOV): requirements-checkov.txt
 	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)

@@ -71,7 +71,22 @@ def sam_for_moto(template: dict) -> dict:
 
     out = transform(copy.deepcopy(template), {}, NoManagedPolicies())
     resources = out["Resources"]
-    moto_cannot = ("AWS::ApiGateway::Deployment", "AWS::ApiGateway::Stage")
+    # moto's Lambda version has no attributes: a version's number (the hook's target, an alarm's dimension)
+    # is "1" here.
+    versions = {k for k, v in resources.items() if v["Type"] == "AWS::Lambda::Version"}
+    text = json.dumps(resources)
+    for name in versions:
+        text = text.replace(json.dumps({"Fn::GetAtt": [name, "Version"]}), '"1"')
+    # Nor an alias: what calls the alias (the REST API, its permission) calls the function here.
+    for name, alias in resources.items():
+        if alias["Type"] == "AWS::Lambda::Alias":
+            function = alias["Properties"]["FunctionName"]["Ref"]
+            text = text.replace(json.dumps({"Ref": name}), json.dumps({"Fn::GetAtt": [function, "Arn"]}))
+    out["Resources"] = resources = json.loads(text)
+    # moto has no CloudFormation model for an alias or CodeDeploy: the canary's resources (and what refers to
+    # them: API Gateway's permission on the alias) are read from the template in tests/test_canary.py instead.
+    moto_cannot = ("AWS::ApiGateway::Deployment", "AWS::ApiGateway::Stage", "AWS::Lambda::Alias",
+                   "AWS::CodeDeploy::Application", "AWS::CodeDeploy::DeploymentGroup")
     dropped = {k for k, v in resources.items() if v["Type"] in moto_cannot}
     while more := {k for k, v in resources.items() if k not in dropped and _refers(v, dropped)}:
         dropped |= more
@@ -200,7 +215,8 @@ def test_two_operators_from_fresh_clones_deploy_one_app(aws, tmp_path, monkeypat
     assert [a["name"] for a in apis] == ["predictions"], "a second REST API was created"
     app_resources = cfn.list_stack_resources(StackName=APP)["StackResourceSummaries"]
     functions = {r["PhysicalResourceId"] for r in app_resources if r["ResourceType"] == "AWS::Lambda::Function"}
-    assert functions == {"predictions-dev", "predictions-dev-warmer", "predictions-dev-site"}  # as the warmer targets
+    assert functions == {"predictions-dev", "predictions-dev-warmer", "predictions-dev-site",
+                         "predictions-dev-pretraffic"}  # as the warmer and CodeDeploy's role target them
     assert functions <= {f["FunctionName"] for f in boto3.client("lambda").list_functions()["Functions"]}
 
     # Alice: the stage stack first without an API (nothing to remove yet), then with hers.
@@ -221,7 +237,11 @@ def test_two_operators_from_fresh_clones_deploy_one_app(aws, tmp_path, monkeypat
         assert not (op.folder / ".chalice" / "deployed").exists()
         assert [r[:2] for r in op.recorded] == [["-m", "chalice_app.warming.prewarm"], ["-m", "deploy.bucket_events"],
                                                 ["build_site.py", "--stage"]]
-    assert boto3.client("ssm").describe_parameters()["Parameters"] == []  # both locks released
+    # Both locks released; the one parameter left is the stage's origin secret, created by the first deploy
+    # and read, unchanged, by the second (CloudFront's X-Origin-Verify: docs/protection.md).
+    left = boto3.client("ssm").describe_parameters()["Parameters"]
+    assert [(p["Name"], p["Type"], p["Version"]) for p in left] == [
+        ("/predictions/origin-secrets/dev", "SecureString", 1)]
 
 
 # -- one deploy at a time --------------------------------------------------------------------------
@@ -413,15 +433,17 @@ def test_the_api_origin_is_never_removed():
 def test_the_merge_template_names_the_functions_the_stage_has():
     config = json.loads(Path(PROJECT_DIR, ".chalice", "config.json").read_text())
     assert app_stack.stage_functions("local", config) == ["APIHandler"]
-    assert app_stack.merge_template("dev", "predictions", app_stack.stage_functions("dev", config)) == {
-        "Resources": {"APIHandler": {"Properties": {"FunctionName": "predictions-dev"}},
-                      "Warmer": {"Properties": {"FunctionName": "predictions-dev-warmer"}},
-                      "Site": {"Properties": {"FunctionName": "predictions-dev-site"}},
-                      "RestAPI": {"Properties": {"Name": "predictions"}}}}
-    # The names the warmer's target and the alarms use.
+    functions = app_stack.stage_functions("dev", config)
+    assert functions == ["APIHandler", "Warmer", "Site", "PreTraffic"]
+    resources = app_stack.merge_template("dev", "predictions", functions, config)["Resources"]
+    assert {k: resources[k]["Properties"]["FunctionName"] for k in functions} == {
+        "APIHandler": "predictions-dev", "Warmer": "predictions-dev-warmer", "Site": "predictions-dev-site",
+        "PreTraffic": "predictions-dev-pretraffic"}
+    assert resources["RestAPI"]["Properties"]["Name"] == "predictions"
+    # The name the warmer's target uses, on the alias the API's traffic goes to (tests/test_canary.py).
     warmer_env = config["stages"]["prod"]["lambda_functions"]["warmer"]["environment_variables"]
-    assert warmer_env["WARM_TARGET_FUNCTION"] == app_stack.merge_template("prod", "predictions", ["APIHandler"])[
-        "Resources"]["APIHandler"]["Properties"]["FunctionName"]
+    api = app_stack.merge_template("prod", "predictions", ["APIHandler"], config)["Resources"]["APIHandler"]
+    assert warmer_env["WARM_TARGET_FUNCTION"] == f"{api['Properties']['FunctionName']}:live"
 
 
 def test_the_code_key_is_the_hash_of_the_contents_not_of_the_zip(tmp_path):
