@@ -41,6 +41,9 @@ ROLE_ACTIONS = ["iam:CreateRole", "iam:DeleteRole", "iam:GetRole", "iam:UpdateRo
                 "iam:UpdateAssumeRolePolicy", "iam:PutRolePolicy", "iam:GetRolePolicy", "iam:DeleteRolePolicy",
                 "iam:ListRolePolicies", "iam:ListAttachedRolePolicies", "iam:TagRole", "iam:UntagRole"]
 LOG_GROUPS = "arn:aws:logs:${Region}:${AccountId}:log-group:/aws/lambda/${AppName}-${Stage}*"
+ACCESS_LOGS = "arn:aws:logs:${Region}:${AccountId}:log-group:/aws/apigateway/${AppName}-${Stage}-access*"
+# The SAM transform names CodeDeploy's application and group "<stack>-<logical id>-<suffix>".
+CODEDEPLOY = "arn:aws:codedeploy:${Region}:${AccountId}"
 
 # Handler permissions of the stacks' resource types that this deploy never needs, with the reason.
 NOT_USED: dict[str, str] = {
@@ -99,6 +102,7 @@ NOT_USED: dict[str, str] = {
     "cloudfront:GetConnectionGroup": "a standard distribution, not multi-tenant",
     "cloudfront:GetVpcOrigin": "no VPC origin",
     "cloudfront:UpdateDistributionWithStagingConfig": "no continuous deployment (staging distribution)",
+    "payments:GetConnectedAccount": "no AWS Marketplace rule group in the web ACL",
     "sns:PutDataProtectionPolicy": "no SNS data protection policy",
     "sns:GetDataProtectionPolicy": "no SNS data protection policy",
     "lambda:AssociateRuntimeAlias": "no runtime alias",
@@ -116,6 +120,8 @@ NOT_USED: dict[str, str] = {
     "lambda:PutFunctionRecursionConfig": "the default recursion setting",
     "lambda:GetProvisionedConcurrencyConfig": "no provisioned concurrency",
     "lambda:PutProvisionedConcurrencyConfig": "no provisioned concurrency",
+    "lambda:DeleteProvisionedConcurrencyConfig": "no provisioned concurrency",
+    "codedeploy:RegisterOnPremisesInstance": "Lambda deployments only, no on-premises instances",
     "lambda:DeleteFunctionConcurrency": "every function keeps its reserved concurrency",
     "logs:AssociateKmsKey": "log groups use the default encryption",
     "logs:DisassociateKmsKey": "log groups use the default encryption",
@@ -144,8 +150,8 @@ def _allow(sid: str, actions: list[str], resources: list[str] | str, **extra: An
             "Resource": resources if isinstance(resources, str) else sorted(resources), **extra}
 
 
-def deploy_and_app_statements() -> list[dict]:
-    """What the deploy code calls, and what CloudFormation calls for the app stack."""
+def deploy_statements() -> list[dict]:
+    """What the deploy code calls."""
     buckets = SITE_BUCKETS
     return [
         # -- what the deploy code calls itself ------------------------------------------------
@@ -159,6 +165,9 @@ def deploy_and_app_statements() -> list[dict]:
                "arn:aws:cloudformation:${Region}:aws:transform/Serverless-2016-10-31"),
         _allow("DeployLock", ["ssm:PutParameter", "ssm:GetParameter", "ssm:DeleteParameter"],
                "arn:aws:ssm:${Region}:${AccountId}:parameter/${AppName}/deploy-locks/${Stage}"),
+        # deploy/stack.py reads it for CloudFront (creating it when missing); deploy/origin_secret.py rotates it.
+        _allow("OriginSecret", ["ssm:PutParameter", "ssm:GetParameter"],
+               "arn:aws:ssm:${Region}:${AccountId}:parameter/${AppName}/origin-secrets/${Stage}"),
         _allow("AppArtifactsAndSiteFiles", ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket",
                                             "s3:ListBucketVersions", "s3:GetObjectVersion", "s3:DeleteObjectVersion"],
                [*buckets, *(f"{b}/*" for b in buckets)]),
@@ -175,7 +184,6 @@ def deploy_and_app_statements() -> list[dict]:
         # A distribution's id is generated: it cannot be named before it exists.
         _allow("InvalidateChangedPages", ["cloudfront:CreateInvalidation", "cloudfront:GetInvalidation"],
                "arn:aws:cloudfront::${AccountId}:distribution/*"),
-        *app_statements(),
     ]
 
 
@@ -240,6 +248,16 @@ def stage_stack_statements() -> list[dict]:
             "cloudwatch:TagResource", "cloudwatch:UntagResource", "cloudwatch:ListTagsForResource"],
             ["arn:aws:cloudwatch:${Region}:${AccountId}:alarm:${AppName}-${Stage}-*",
              "arn:aws:cloudwatch::${AccountId}:dashboard/${AppName}-${Stage}"]),
+        # Only with waf_enabled, in us-east-1 (Scope CLOUDFRONT); the ACL's id is generated, its name the stage's.
+        _allow("StackWebAcl", [
+            "wafv2:CreateWebACL", "wafv2:GetWebACL", "wafv2:UpdateWebACL", "wafv2:DeleteWebACL",
+            "wafv2:ListTagsForResource", "wafv2:TagResource", "wafv2:UntagResource"],
+            ["arn:aws:wafv2:us-east-1:${AccountId}:global/webacl/${AppName}-${Stage}/*",
+             "arn:aws:wafv2:us-east-1:*:global/managedruleset/*/*"]),
+        _allow("StackBudget", [
+            "budgets:ModifyBudget", "budgets:ViewBudget", "budgets:TagResource", "budgets:UntagResource",
+            "budgets:ListTagsForResource"], "arn:aws:budgets::${AccountId}:budget/${AppName}-${Stage}-monthly"),
+        _allow("StackBudgetBillingView", ["billing:GetBillingViewData"], "arn:aws:billing::${AccountId}:billingview/*"),
     ]
 
 
@@ -249,11 +267,34 @@ def app_statements() -> list[dict]:
         _allow("AppRoles", ROLE_ACTIONS, APP_ROLES),
         _allow("PassOnlyTheAppRolesToLambda", ["iam:PassRole"], APP_ROLES,
                Condition={"StringEquals": {"iam:PassedToService": "lambda.amazonaws.com"}}),
+        # CodeDeploy's role of the traffic shift (deploy/app_template.py), to CodeDeploy only.
+        _allow("PassTheShiftRoleToCodeDeploy", ["iam:PassRole"], "arn:aws:iam::${AccountId}:role/"
+               "${AppName}-${Stage}-app-CodeDeployRole-*",
+               Condition={"StringEquals": {"iam:PassedToService": "codedeploy.amazonaws.com"}}),
+        # Functions, their versions and the alias `live` (function:<name>:<qualifier> matches the same pattern).
         _allow("AppFunctions", [
             "lambda:CreateFunction", "lambda:DeleteFunction", "lambda:GetFunction", "lambda:UpdateFunctionCode",
             "lambda:UpdateFunctionConfiguration", "lambda:PutFunctionConcurrency", "lambda:TagResource",
-            "lambda:UntagResource", "lambda:AddPermission", "lambda:RemovePermission", "lambda:GetPolicy"],
+            "lambda:UntagResource", "lambda:AddPermission", "lambda:RemovePermission", "lambda:GetPolicy",
+            "lambda:PublishVersion", "lambda:ListVersionsByFunction", "lambda:GetFunctionConfiguration",
+            "lambda:CreateAlias", "lambda:UpdateAlias", "lambda:DeleteAlias", "lambda:GetAlias"],
             FUNCTIONS),
+        # Canary deploys: the application and group the SAM transform makes, and the deployment CloudFormation
+        # starts when the alias changes (UpdatePolicy CodeDeployLambdaAliasUpdate), on AWS's Lambda configs.
+        _allow("AppCanaryDeployments", [
+            "codedeploy:CreateApplication", "codedeploy:DeleteApplication", "codedeploy:GetApplication",
+            "codedeploy:CreateDeploymentGroup", "codedeploy:UpdateDeploymentGroup",
+            "codedeploy:DeleteDeploymentGroup", "codedeploy:GetDeploymentGroup", "codedeploy:CreateDeployment",
+            "codedeploy:GetDeployment", "codedeploy:StopDeployment", "codedeploy:ListDeployments",
+            "codedeploy:RegisterApplicationRevision", "codedeploy:GetApplicationRevision",
+            "codedeploy:GetDeploymentConfig", "codedeploy:TagResource", "codedeploy:UntagResource",
+            "codedeploy:ListTagsForResource"],
+            [f"{CODEDEPLOY}:application:${{AppName}}-${{Stage}}-app-*",
+             f"{CODEDEPLOY}:deploymentgroup:${{AppName}}-${{Stage}}-app-*/*",
+             f"{CODEDEPLOY}:deploymentconfig:CodeDeployDefault.Lambda*"]),
+        # Logs Insights saved queries have no resource-level permissions.
+        _allow("AppSavedQuery", ["logs:PutQueryDefinition", "logs:DeleteQueryDefinition",
+                                 "logs:DescribeQueryDefinitions"], "*"),
         # A REST API's id is generated: API Gateway's resources cannot be named before they exist.
         _allow("AppRestApi", ["apigateway:GET", "apigateway:POST", "apigateway:PUT", "apigateway:PATCH",
                               "apigateway:DELETE"],
@@ -264,7 +305,7 @@ def app_statements() -> list[dict]:
             "arn:aws:events:${Region}:${AccountId}:rule/${AppName}-${Stage}-*"),
         _allow("AppLogGroups", [
             "logs:CreateLogGroup", "logs:DeleteLogGroup", "logs:PutRetentionPolicy", "logs:DeleteRetentionPolicy",
-            "logs:TagResource", "logs:UntagResource", "logs:ListTagsForResource"], f"{LOG_GROUPS}"),
+            "logs:TagResource", "logs:UntagResource", "logs:ListTagsForResource"], [LOG_GROUPS, ACCESS_LOGS]),
         _allow("DescribeLogGroups", ["logs:DescribeLogGroups"], "*"),
         # Lambda reads the code from the artifact bucket with the caller's credentials.
         _allow("AppCodeFromTheArtifacts", ["s3:GetObject", "s3:GetObjectVersion"],
@@ -276,9 +317,10 @@ MAX_POLICY_CHARS = 6144  # a managed policy's size limit, whitespace not counted
 
 
 def policies() -> dict[str, dict]:
-    """Two managed policies (one would exceed IAM's size limit): attach both to the deployer."""
+    """Three managed policies (one would exceed IAM's size limit): attach all three to the deployer."""
     return {name: {"Version": "2012-10-17", "Statement": found()} for name, found in (
-        ("${AppName}-${Stage}-deployer", deploy_and_app_statements),
+        ("${AppName}-${Stage}-deployer", deploy_statements),
+        ("${AppName}-${Stage}-deployer-app-stack", app_statements),
         ("${AppName}-${Stage}-deployer-stage-stack", stage_stack_statements))}
 
 

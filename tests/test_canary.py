@@ -342,3 +342,12 @@ def test_the_hook_without_its_target_fails_the_deployment():
     result = canary.run({"DeploymentId": "d-1", "LifecycleEventHookExecutionId": "h-1"}, {}, None, codedeploy)
     stub.assert_no_pending_responses()
     assert result["failures"] == ["TARGET_FUNCTION and TARGET_VERSION must be set (deploy/app_template.py sets them)"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", SHARED)
+def test_the_deployer_policy_knows_every_resource_type_of_the_canary_stack(transformed, stage):
+    from test_deployer_policy import APP_TYPES
+
+    template, _ = transformed[stage]
+    assert {r["Type"] for r in template["Resources"].values()} <= APP_TYPES

@@ -20,7 +20,10 @@ from deploy import deployer_policy, stack_template
 # What the app stack holds once CloudFormation has run the SAM transform on `chalice package`'s
 # template (tests/test_runtime.py checks a real package against this list).
 APP_TYPES = {"AWS::IAM::Role", "AWS::Lambda::Function", "AWS::Lambda::Permission", "AWS::ApiGateway::RestApi",
-             "AWS::ApiGateway::Deployment", "AWS::ApiGateway::Stage", "AWS::Events::Rule", "AWS::Logs::LogGroup"}
+             "AWS::ApiGateway::Deployment", "AWS::ApiGateway::Stage", "AWS::Events::Rule", "AWS::Logs::LogGroup",
+             # canary deploys and observability (deploy/app_template.py)
+             "AWS::Lambda::Version", "AWS::Lambda::Alias", "AWS::CodeDeploy::Application",
+             "AWS::CodeDeploy::DeploymentGroup", "AWS::CloudWatch::Alarm", "AWS::Logs::QueryDefinition"}
 VALUES = {"AppName": "predictions", "Stage": "prod", "Region": "eu-west-1", "AccountId": "123456789012",
           "PredictionsBucket": "my-predictions-prod", "PredictionsPrefix": "predictions/"}
 
@@ -124,6 +127,11 @@ def test_every_exclusion_says_why_and_excludes_something():
     ("cloudformation:ExecuteChangeSet", "arn:aws:cloudformation:eu-west-1:123456789012:stack/predictions-prod-app/x"),
     ("s3:PutBucketNotification", "arn:aws:s3:::my-predictions-prod"),
     ("ssm:PutParameter", "arn:aws:ssm:eu-west-1:123456789012:parameter/predictions/deploy-locks/prod"),
+    ("ssm:GetParameter", "arn:aws:ssm:eu-west-1:123456789012:parameter/predictions/origin-secrets/prod"),
+    ("wafv2:UpdateWebACL", "arn:aws:wafv2:us-east-1:123456789012:global/webacl/predictions-prod/0a1b2c"),
+    ("wafv2:UpdateWebACL", "arn:aws:wafv2:us-east-1:123456789012:global/managedruleset/IpReputation/1a2b"),
+    ("budgets:ModifyBudget", "arn:aws:budgets::123456789012:budget/predictions-prod-monthly"),
+    ("sns:SetTopicAttributes", "arn:aws:sns:eu-west-1:123456789012:predictions-prod-alarms"),
 ])
 def test_the_stage_may_deploy_its_own_resources(action, resource):
     assert allows(action, resource)
@@ -137,15 +145,20 @@ def test_the_stage_may_deploy_its_own_resources(action, resource):
     ("s3:PutObject", "arn:aws:s3:::my-predictions-prod/predictions/2026-01-01/predictions.json"),
     ("s3:DeleteBucket", "arn:aws:s3:::my-predictions-prod"),
     ("ssm:PutParameter", "arn:aws:ssm:eu-west-1:123456789012:parameter/predictions/deploy-locks/dev"),
+    ("ssm:PutParameter", "arn:aws:ssm:eu-west-1:123456789012:parameter/predictions/origin-secrets/dev"),
+    ("wafv2:DeleteWebACL", "arn:aws:wafv2:us-east-1:123456789012:global/webacl/predictions-dev/0a1b2c"),
+    ("budgets:ModifyBudget", "arn:aws:budgets::123456789012:budget/predictions-dev-monthly"),
 ])
 def test_the_stage_may_not_touch_another_stage_or_the_batches(action, resource):
     assert not allows(action, resource)
 
 
-def test_roles_are_passed_to_lambda_only():
+def test_roles_are_passed_to_lambda_only_but_the_shift_role_to_codedeploy():
     passing = [s for s in statements() if "iam:PassRole" in s["Action"]]
-    assert passing and all(s["Condition"] == {"StringEquals": {"iam:PassedToService": "lambda.amazonaws.com"}}
-                           for s in passing)
+    to = {s["Resource"]: s["Condition"]["StringEquals"]["iam:PassedToService"] for s in passing}
+    shift = "arn:aws:iam::123456789012:role/predictions-prod-app-CodeDeployRole-*"
+    assert to.pop(shift) == "codedeploy.amazonaws.com"
+    assert to and set(to.values()) == {"lambda.amazonaws.com"}
 
 
 # -- every AWS call of a real deploy flow against moto, checked against the policy ----------------
