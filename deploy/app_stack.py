@@ -33,13 +33,13 @@ import os
 import shutil
 import subprocess
 import sys
-import zipfile
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from chalice_app.config.stage_file import StageError, load_config
 from deploy import app_template, stack
 from deploy.command_errors import report
+from deploy.release_files import content_hash
 
 PROJECT_DIR = stack.PROJECT_DIR
 CAPABILITIES = ("CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND")
@@ -90,18 +90,6 @@ def check_names(template: dict, stage: str, app_name: str) -> None:
     if off_alias:
         raise stack.StackError(f"stage {stage}: API Gateway would reach the API function past its alias "
                                f"{app_template.ALIAS!r}: " + "; ".join(off_alias))
-
-
-def content_hash(zip_path: str) -> str:
-    """sha256 over the zip's member names and bytes, in name order: the same code gives the same hash on any
-    machine, whatever the zip's timestamps or member order."""
-    digest = hashlib.sha256()
-    with zipfile.ZipFile(zip_path) as archive:
-        for info in sorted(archive.infolist(), key=lambda i: i.filename):
-            data = archive.read(info)
-            for part in (info.filename.encode("utf-8"), len(data).to_bytes(8, "big"), data):
-                digest.update(part)
-    return digest.hexdigest()
 
 
 def artifact_key(stage: str, digest: str) -> str:
@@ -180,9 +168,9 @@ def deploy_app(cfn: Any, s3: Any, stage: str, region: str, *, project_dir: str =
         raise stack.StackError(f"stack {stack.stack_name(stage, app_name)} has no ArtifactBucketName output: run "
                                f"`python -m deploy.stack --stage {stage}` first (make deploy does)")
     if release_dir:
-        from deploy import release
+        from deploy import release_files
 
-        built = release.load(release_dir, stage, project_dir=project_dir)
+        built = release_files.load(release_dir, stage, project_dir=project_dir)
         template, zip_path = built.template, built.zip_path
         check_names(template, stage, app_name)
         progress(f"release {release_dir}: code {built.manifest['content_sha256'][:12]} of commit "

@@ -11,8 +11,8 @@ hash of `.chalice/` as it was). Every stage's package must carry the same code: 
 content (deploy/app_stack.py `content_hash`), so what was tested on dev is byte for byte what reaches prod.
 
 `python -m deploy.app_stack --stage S --release DIR` (what `make deploy STAGE=S RELEASE=DIR` runs) deploys
-a release instead of packaging: it refuses a release without that stage, a zip whose contents are not the
-recorded hash, or a release built from other stage settings than `.chalice/` holds now (a stage stack step
+a release instead of packaging (deploy/release_files.py checks it): it refuses a release without that stage,
+a zip whose contents are not the recorded hash, or a release built from other stage settings than `.chalice/` holds now (a stage stack step
 that rewrote the site function's settings, a hand edit): commit the settings and build again.
 """
 
@@ -20,43 +20,20 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
 from typing import Any
 
 from chalice_app.config.stage_file import StageError, load_config
 from deploy import app_stack
+from deploy.release_files import MANIFEST, ZIP, ReleaseError, settings_hash, template_name
 from deploy.stack import StackError
 
 PROJECT_DIR = app_stack.PROJECT_DIR
-MANIFEST = "release.json"
-ZIP = "deployment.zip"
 DEFAULT_STAGES = ("dev", "prod")
-
-
-class ReleaseError(StackError):
-    """A release cannot be built or deployed; the message says why and what to do."""
-
-
-def template_name(stage: str) -> str:
-    return f"sam-{stage}.json"
-
-
-def settings_hash(project_dir: str = PROJECT_DIR) -> str:
-    """sha256 over .chalice/*.json (names and bytes): the stage settings a package was made from."""
-    folder = os.path.join(project_dir, ".chalice")
-    digest = hashlib.sha256()
-    for name in sorted(n for n in os.listdir(folder) if n.endswith(".json")):
-        with open(os.path.join(folder, name), "rb") as fh:
-            data = fh.read()
-        for part in (name.encode(), len(data).to_bytes(8, "big"), data):
-            digest.update(part)
-    return digest.hexdigest()
 
 
 def _commit(project_dir: str) -> str | None:
@@ -101,41 +78,6 @@ def build(out: str, stages: list[str], *, project_dir: str = PROJECT_DIR, run: a
     say(f"release {out}: code {manifest['content_sha256'][:12]} ({manifest['zip_bytes']} bytes) for "
         f"{', '.join(stages)}, commit {manifest['commit'] or '(not a git checkout)'}")
     return manifest
-
-
-@dataclass(frozen=True)
-class Release:
-    template: dict
-    zip_path: str
-    manifest: dict
-
-
-def load(folder: str, stage: str, *, project_dir: str = PROJECT_DIR) -> Release:
-    """A release's package of `stage`, checked: the stage is in it, its code is what was recorded, and it was
-    built from the stage settings `.chalice/` holds now."""
-    path = os.path.join(folder, MANIFEST)
-    try:
-        with open(path, encoding="utf-8") as fh:
-            manifest = json.load(fh)
-    except FileNotFoundError:
-        raise ReleaseError(f"{path} not found: build the release with `make release` (python -m deploy.release "
-                           f"--out {folder})") from None
-    except ValueError as exc:
-        raise ReleaseError(f"{path} is not JSON ({exc}): build the release again") from None
-    if stage not in manifest.get("stages", []):
-        raise ReleaseError(f"the release in {folder} has no stage {stage} (it has {manifest.get('stages')}): "
-                           f"build it with `python -m deploy.release --out {folder} --stages ... {stage}`")
-    zip_path = os.path.join(folder, ZIP)
-    if not os.path.isfile(zip_path) or app_stack.content_hash(zip_path) != manifest.get("content_sha256"):
-        raise ReleaseError(f"{zip_path} is missing or not the code the release recorded "
-                           f"({str(manifest.get('content_sha256'))[:12]}): a damaged download; build it again")
-    if manifest.get("settings_sha256") != settings_hash(project_dir):
-        raise ReleaseError(f"the release in {folder} was built from other stage settings than .chalice/ holds now "
-                           "(a stack step rewrote the site function's settings, or they were edited): commit "
-                           ".chalice/ and build the release again")
-    with open(os.path.join(folder, template_name(stage)), encoding="utf-8") as fh:
-        template = json.load(fh)
-    return Release(template, zip_path, manifest)
 
 
 def main(argv: list[str] | None = None) -> int:

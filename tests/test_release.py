@@ -12,7 +12,7 @@ import zipfile
 
 import pytest
 
-from deploy import app_stack, release, stack
+from deploy import app_stack, release, release_files, stack
 from deploy.stage import deploy, steps
 
 from helpers import PROJECT_DIR
@@ -75,9 +75,9 @@ def test_a_release_is_one_zip_and_a_template_per_stage(built):
 @pytest.mark.slow
 def test_a_release_loads_for_each_of_its_stages_only(built):
     out, manifest = built
-    assert release.load(str(out), "prod").manifest == manifest
-    with pytest.raises(release.ReleaseError, match="has no stage local"):
-        release.load(str(out), "local")
+    assert release_files.load(str(out), "prod").manifest == manifest
+    with pytest.raises(release_files.ReleaseError, match="has no stage local"):
+        release_files.load(str(out), "local")
 
 
 @pytest.mark.slow
@@ -87,8 +87,8 @@ def test_a_damaged_zip_is_refused(built, tmp_path):
     shutil.copytree(out, copy)
     with zipfile.ZipFile(copy / "deployment.zip", "a") as archive:
         archive.writestr("chalice_app/extra.py", "print('not what was tested')\n")
-    with pytest.raises(release.ReleaseError, match="not the code the release recorded"):
-        release.load(str(copy), "dev")
+    with pytest.raises(release_files.ReleaseError, match="not the code the release recorded"):
+        release_files.load(str(copy), "dev")
 
 
 @pytest.mark.slow
@@ -96,11 +96,11 @@ def test_a_release_built_from_other_stage_settings_is_refused(built, tmp_path):
     out, _ = built
     project = tmp_path / "project"
     shutil.copytree(f"{PROJECT_DIR}/.chalice", project / ".chalice", ignore=shutil.ignore_patterns("deployments"))
-    assert release.load(str(out), "dev", project_dir=str(project))
+    assert release_files.load(str(out), "dev", project_dir=str(project))
     config = project / ".chalice" / "config.json"
     config.write_text(config.read_text().replace('"SITE_DAYS": "7"', '"SITE_DAYS": "8"', 1))
-    with pytest.raises(release.ReleaseError, match="built from other stage settings"):
-        release.load(str(out), "dev", project_dir=str(project))
+    with pytest.raises(release_files.ReleaseError, match="built from other stage settings"):
+        release_files.load(str(out), "dev", project_dir=str(project))
 
 
 @pytest.mark.slow
@@ -120,7 +120,7 @@ def test_deploying_a_release_uploads_its_zip_and_never_packages(built, aws, tmp_
         raise AssertionError("a release deploy must not package")
 
     monkeypatch.setattr(app_stack, "package", no_packaging)
-    monkeypatch.setattr(release, "settings_hash", lambda project_dir=PROJECT_DIR: manifest["settings_sha256"])
+    monkeypatch.setattr(release_files, "settings_hash", lambda project_dir=PROJECT_DIR: manifest["settings_sha256"])
     for name, value in (("CONFIG_PATH", ci.folder / ".chalice" / "config.json"),
                         ("CHALICE_DIR", ci.folder / ".chalice"), ("PROJECT_DIR", ci.folder)):
         monkeypatch.setattr(stack, name, str(value))
