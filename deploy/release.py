@@ -8,12 +8,13 @@ A release is a folder: `deployment.zip` (the code and its compiled dependencies,
 runtime), `sam-<stage>.json` per stage (Chalice's package of that stage with the merge template: names,
 alias, traffic shift, throttle, logs), and `release.json` (the commit, the code's hash, the stages, and a
 hash of `.chalice/` as it was). Every stage's package must carry the same code: the zips are compared by
-content (deploy/app_stack.py `content_hash`), so what was tested on dev is byte for byte what reaches prod.
+content (deploy/release_files.py `content_hash`), so what was tested on dev is byte for byte what reaches prod.
 
 `python -m deploy.app_stack --stage S --release DIR` (what `make deploy STAGE=S RELEASE=DIR` runs) deploys
 a release instead of packaging (deploy/release_files.py checks it): it refuses a release without that stage,
-a zip whose contents are not the recorded hash, or a release built from other stage settings than `.chalice/` holds now (a stage stack step
-that rewrote the site function's settings, a hand edit): commit the settings and build again.
+a zip whose contents are not the recorded hash, or a release built from other stage settings than
+`.chalice/` holds now (a stage stack step that rewrote the site function's settings, a hand edit): commit
+the settings and build again.
 """
 
 from __future__ import annotations
