@@ -15,7 +15,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chalice_app.website.serving import cache_control_for, content_type_for
-from chalice_app.website.sync import SyncPlan, apply_sync, local_files, plan_sync, remote_files
+from chalice_app.website.sync import (
+    API_EVERYTHING,
+    MANIFEST,
+    SyncPlan,
+    apply_sync,
+    local_files,
+    plan_sync,
+    remote_files,
+)
 from deploy import stack
 
 Progress = Callable[[str], None]
@@ -86,6 +94,10 @@ def publish_site(stage: str, out_dir: str, *, clients: Clients, dry_run: bool = 
     progress(f"site: {report.plan.summary()}")
     apply_sync(clients.s3, bucket, out_dir, report.plan, _headers_for, progress)
     paths = report.plan.invalidations
+    if MANIFEST in report.plan.uploads and paths != ["/*"]:
+        # A new manifest: the batches the site shows changed, and CloudFront may keep the API's answers
+        # until the next publish (docs/api.md). This command does not know which: all of them, one path.
+        paths = [*paths, API_EVERYTHING]
     if paths:
         invalidation = clients.cloudfront.create_invalidation(
             DistributionId=dist_id,

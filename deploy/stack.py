@@ -8,9 +8,10 @@ The stage stack is `predictions-<stage>-site` (deploy/stack.json). Its parameter
 deploy/stages.json (domain, certificate, alarm e-mail, thresholds), .chalice/config.json (whether the warmer
 and the site function exist) and the app stack `predictions-<stage>-app` (deploy/app_stack.py): the Regional
 API's domain is read from that stack's outputs in CloudFormation, where every operator finds it, never from
-a file on one machine. After the stack is up, the site function's SITE_BUCKET and SITE_DISTRIBUTION_ID
-(.chalice/config.json) and its policy (.chalice/policy-site-<stage>.json) are written from the stack's
-outputs, only when they differ, so the app stack then deploys the right ones.
+a file on one machine; the origin secret CloudFront sends the API (OriginSecret, NoEcho) from Parameter
+Store (deploy/origin_secret.py; created there when missing). After the stack is up, the site function's
+SITE_BUCKET and SITE_DISTRIBUTION_ID (.chalice/config.json) and its policy (.chalice/policy-site-<stage>.json)
+are written from the stack's outputs, only when they differ, so the app stack then deploys the right ones.
 
 `run_change_set` is the one change-set flow both stacks use: it recovers a stack whose first creation
 failed (ROLLBACK_COMPLETE: deleted and created again) and stops on any other failed or in-progress state
@@ -54,6 +55,10 @@ STAGE_PARAMETERS = {
     "api_p99_latency_ms": "ApiP99LatencyMs",
     "cloudfront_error_rate_percent": "CloudFrontErrorRatePercent",
     "log_retention_days": "LogRetentionDays",
+    # Abuse and cost protection (docs/protection.md): the web ACL is off by default, the budget always on.
+    "waf_enabled": "WafEnabled",
+    "waf_rate_limit": "WafRateLimit",
+    "monthly_budget_usd": "MonthlyBudgetUsd",
 }
 
 Progress = Callable[[str], None]
@@ -135,11 +140,13 @@ def switches(stage: str, env: Mapping[str, str]) -> tuple[bool, bool]:
 
 
 def parameters(stage: str, region: str, *, cfn: Any = None, stages_path: str | None = None,
-               progress: Progress = print, deployed_dir: str | None = None) -> dict[str, str]:
+               progress: Progress = print, deployed_dir: str | None = None, ssm: Any = None) -> dict[str, str]:
     """Every parameter of the stage's stack, as strings (what CloudFormation takes).
 
-    `cfn` reads the API's domain from the stacks (a client for `region` when not given). `deployed_dir` is
-    accepted and ignored: Chalice's record in .chalice/deployed/ is no longer read (docs/deploy.md).
+    `cfn` reads the API's domain from the stacks (a client for `region` when not given). `ssm` reads the
+    stage's origin secret (created when missing, deploy/origin_secret.py): the value CloudFront sends the API
+    (OriginSecret, NoEcho). `deployed_dir` is accepted and ignored: Chalice's record in .chalice/deployed/ is
+    no longer read (docs/deploy.md).
     """
     del deployed_dir
     config = load_config()
@@ -159,13 +166,26 @@ def parameters(stage: str, region: str, *, cfn: Any = None, stages_path: str | N
               "SiteFunctionEnabled": "true" if site_function else "false"}
     for key, name in STAGE_PARAMETERS.items():
         if settings.get(key) not in (None, ""):
-            values[name] = str(settings[key])
+            value = settings[key]
+            values[name] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    values["OriginSecret"] = origin_secret_value(stage, region, ssm=ssm, progress=progress)
     if values.get("DomainName") and not values.get("CertificateArn") and \
             (not values.get("HostedZoneId") or region != "us-east-1"):
         raise StackError(f"stage {stage}: domain_name {values['DomainName']} needs certificate_arn (an ACM certificate "
                          "in us-east-1), or hosted_zone_id with the stack in us-east-1, where CloudFront takes "
                          "certificates from")
     return values
+
+
+def origin_secret_value(stage: str, region: str, *, ssm: Any = None, progress: Progress = print) -> str:
+    """The first value of the stage's origin secret (what CloudFront sends), created when missing."""
+    from deploy import origin_secret
+
+    if ssm is None:
+        import boto3
+
+        ssm = boto3.client("ssm", region_name=region)
+    return origin_secret.ensure(ssm, origin_secret.parameter_name(stage), progress=progress)[0]
 
 
 def _template_body() -> str:

@@ -40,6 +40,8 @@ CLOUDFRONT_HOSTED_ZONE = "Z2FDTNDATAQYW2"  # the fixed zone id of every CloudFro
 S3_ORIGIN_ID = "site-bucket"
 API_ORIGIN_ID = "api-gateway"
 API_GATEWAY_STAGE = "api"  # .chalice/config.json api_gateway_stage
+ORIGIN_HEADER = "X-Origin-Verify"  # chalice_app.api.origin.HEADER: what the API checks
+IP_REPUTATION_RULE_GROUP = "AWSManagedRulesAmazonIpReputationList"
 
 NO_VALUE = {"Ref": "AWS::NoValue"}
 
@@ -94,6 +96,18 @@ PARAMETERS = {
     "CloudFrontErrorRatePercent": {"Type": "Number", "Default": 5},
     "LogRetentionDays": {"Type": "Number", "Default": 90, "MinValue": 1},
     "NoncurrentVersionDays": {"Type": "Number", "Default": 30, "MinValue": 1},
+    # The origin lock (docs/protection.md): what CloudFront sends the API as ORIGIN_HEADER. deploy/stack.py
+    # reads it from Parameter Store at deploy time ({{resolve:ssm-secure}} is not supported by CloudFront).
+    "OriginSecret": {"Type": "String", "NoEcho": True, "Default": "",
+                     "AllowedPattern": "|[A-Za-z0-9_-]{16,256}",
+                     "ConstraintDescription": "16 to 256 characters of A-Z a-z 0-9 _ -",
+                     "Description": "the first value of the stage's ORIGIN_SECRET_PARAMETER (deploy/stack.py)"},
+    "WafEnabled": {"Type": "String", "AllowedValues": ["true", "false"], "Default": "false",
+                   "Description": "an AWS WAF web ACL on the distribution (us-east-1 stacks only; docs/protection.md)"},
+    "WafRateLimit": {"Type": "Number", "Default": 1000, "MinValue": 10, "MaxValue": 2000000000,
+                     "Description": "requests per client IP per 5 minutes before the web ACL blocks it"},
+    "MonthlyBudgetUsd": {"Type": "Number", "Default": 25, "MinValue": 1,
+                         "Description": "the monthly cost budget (USD) that notifies the alarm topic"},
 }
 
 
@@ -109,6 +123,7 @@ CONDITIONS = {
     "HasEmail": _not_empty("AlarmEmail"),
     "WarmerOn": {"Fn::Equals": [ref("WarmerEnabled"), "true"]},
     "SiteFunctionOn": {"Fn::Equals": [ref("SiteFunctionEnabled"), "true"]},
+    "HasOriginSecret": _not_empty("OriginSecret"),
     # CloudFront takes certificates from us-east-1 only and publishes its metrics there only.
     "InUsEast1": {"Fn::Equals": [ref("AWS::Region"), "us-east-1"]},
     "CreateCertificate": {"Fn::And": [{"Condition": "HasDomain"}, {"Condition": "HasZone"},
@@ -116,6 +131,8 @@ CONDITIONS = {
     "UseCustomDomain": {"Fn::And": [{"Condition": "HasDomain"}, {"Fn::Or": [
         {"Condition": "HasCertificateArn"}, {"Condition": "CreateCertificate"}]}]},
     "CreateAlias": {"Fn::And": [{"Condition": "UseCustomDomain"}, {"Condition": "HasZone"}]},
+    # A web ACL for CloudFront (Scope CLOUDFRONT) can only be created in us-east-1.
+    "WafOn": {"Fn::And": [{"Fn::Equals": [ref("WafEnabled"), "true"]}, {"Condition": "InUsEast1"}]},
 }
 
 
@@ -237,8 +254,10 @@ def api_cache_policy() -> dict:
 
     Nothing from the viewer's headers is in the key: a header in the key is also forwarded, and the
     viewer's Host forwarded to API Gateway is a 403 (the managed UseOriginCacheControlHeaders policies
-    key on Host). DefaultTTL 0: an answer without Cache-Control is not kept. MaxTTL a day: a dated
-    batch is immutable, the pointer's answer says max-age itself.
+    key on Host). DefaultTTL 0: an answer without Cache-Control is not kept. MaxTTL a day, which bounds
+    the API's `s-maxage` (EDGE_MAX_AGE_SECONDS, a day, sent when the site function runs): the edge keeps
+    a batch's answer until the next publish, whose invalidation names it (docs/api.md); without the
+    site function the API sends max-age only, and the edge keeps that long.
     """
     return {"Type": "AWS::CloudFront::CachePolicy", "Properties": {"CachePolicyConfig": {
         "Name": sub("${AppName}-api-${Stage}"),
@@ -299,9 +318,13 @@ def distribution() -> dict:
                  "S3OriginConfig": {"OriginAccessIdentity": ""},
                  "OriginAccessControlId": {"Fn::GetAtt": ["OriginAccessControl", "Id"]}}
     # No OriginPath: the API's stage is named "api", so /api/predictions is the stage's /predictions.
+    # The API answers only requests carrying the stage's origin secret (chalice_app/api/origin.py): the
+    # execute-api URL is useless without it. On this origin only: the bucket never sees it.
     api_origin = {"Id": API_ORIGIN_ID, "DomainName": ref("ApiDomain"),
                   "CustomOriginConfig": {"OriginProtocolPolicy": "https-only", "OriginSSLProtocols": ["TLSv1.2"],
-                                         "OriginReadTimeout": 30, "OriginKeepaliveTimeout": 5}}
+                                         "OriginReadTimeout": 30, "OriginKeepaliveTimeout": 5},
+                  "OriginCustomHeaders": if_("HasOriginSecret", [
+                      {"HeaderName": ORIGIN_HEADER, "HeaderValue": ref("OriginSecret")}])}
     api_behaviour = _behaviour(
         "ApiHeadersPolicy", PathPattern="/api/*", TargetOriginId=API_ORIGIN_ID,
         # Keys on the query string and honours the API's Cache-Control; forwards every viewer header but
@@ -332,12 +355,14 @@ def distribution() -> dict:
              "SslSupportMethod": "sni-only", "MinimumProtocolVersion": "TLSv1.2_2021"},
             {"CloudFrontDefaultCertificate": True}),
         "Restrictions": {"GeoRestriction": {"RestrictionType": "none"}},
+        "WebACLId": if_("WafOn", {"Fn::GetAtt": ["WebAcl", "Arn"]}),
     }
     return {
         "Type": "AWS::CloudFront::Distribution",
         "Metadata": skip(
-            ("CKV_AWS_68", "no WAF: a read-only site and a throttled, reserved-concurrency API of public data; "
-                           "a web ACL costs more than the stage (add one per stage if abuse shows)"),
+            ("CKV_AWS_68", "the web ACL is optional (waf_enabled in deploy/stages.json, off by default: $5 a month, "
+                           "$1 per rule, $0.60 per million requests): the origin is locked to CloudFront by a secret "
+                           "header, the API has reserved concurrency and a budget alarms; see docs/protection.md"),
             ("CKV_AWS_174", "TLSv1.2_2021 is set whenever a certificate is given; *.cloudfront.net (no "
                             "certificate) only allows CloudFront's default, which the scanner reads as TLSv1"),
         ),
@@ -358,6 +383,69 @@ def cloudfront() -> dict:
         **not_found_resources(),
         "Distribution": distribution(),
     }
+
+
+# -- abuse and cost protection (docs/protection.md) --------------------------------------------
+
+def _visibility(metric: str) -> dict:
+    return {"SampledRequestsEnabled": True, "CloudWatchMetricsEnabled": True, "MetricName": sub(metric)}
+
+
+def web_acl() -> dict:
+    """The optional web ACL (WafEnabled): a rate limit per client IP, and AWS's IP reputation list."""
+    return {"Type": "AWS::WAFv2::WebACL", "Condition": "WafOn", "Metadata": skip(
+        ("CKV_AWS_192", "the site and API are static files and a read-only JSON API on Python: no Java, no Log4j "
+                        "to protect (AWSManagedRulesKnownBadInputsRuleSet would be one more rule a month)")),
+        "Properties": {
+            "Name": sub("${AppName}-${Stage}"), "Scope": "CLOUDFRONT",
+            "Description": "predictions: rate limit per client IP, AWS IP reputation list",
+            "DefaultAction": {"Allow": {}},
+            "VisibilityConfig": _visibility("${AppName}-${Stage}-web-acl"),
+            "Rules": [
+                {"Name": "RateLimitPerIp", "Priority": 0, "Action": {"Block": {}},
+                 "Statement": {"RateBasedStatement": {"Limit": ref("WafRateLimit"), "AggregateKeyType": "IP",
+                                                      "EvaluationWindowSec": 300}},
+                 "VisibilityConfig": _visibility("${AppName}-${Stage}-rate-limit")},
+                {"Name": IP_REPUTATION_RULE_GROUP, "Priority": 1, "OverrideAction": {"None": {}},
+                 "Statement": {"ManagedRuleGroupStatement": {"VendorName": "AWS", "Name": IP_REPUTATION_RULE_GROUP}},
+                 "VisibilityConfig": _visibility("${AppName}-${Stage}-ip-reputation")},
+            ],
+            "Tags": [{"Key": "stage", "Value": ref("Stage")}]}}
+
+
+def budget() -> dict:
+    """A monthly cost budget: 80 % actual and 100 % forecast notify the alarm topic. AWS Budgets counts the
+    whole account's cost (no filter): keep a stage per account."""
+    def notify(kind: str, percent: int) -> dict:
+        return {"Notification": {"NotificationType": kind, "ComparisonOperator": "GREATER_THAN",
+                                 "Threshold": percent, "ThresholdType": "PERCENTAGE"},
+                "Subscribers": [{"SubscriptionType": "SNS", "Address": ref("AlarmTopic")}]}
+
+    return {"Type": "AWS::Budgets::Budget", "DependsOn": "AlarmTopicPolicy", "Properties": {
+        "Budget": {"BudgetName": sub("${AppName}-${Stage}-monthly"), "BudgetType": "COST", "TimeUnit": "MONTHLY",
+                   "BudgetLimit": {"Amount": ref("MonthlyBudgetUsd"), "Unit": "USD"}},
+        "NotificationsWithSubscribers": [notify("ACTUAL", 80), notify("FORECASTED", 100)]}}
+
+
+def alarm_topic_policy() -> dict:
+    """Who may publish to the alarm topic: CloudWatch (the alarms) and AWS Budgets, of this account only.
+    A topic policy replaces SNS's default one; the account's own principals keep their IAM permissions."""
+    def publish(sid: str, service: str, source_arn: str) -> dict:
+        return {"Sid": sid, "Effect": "Allow", "Principal": {"Service": service}, "Action": "SNS:Publish",
+                "Resource": ref("AlarmTopic"),
+                "Condition": {"StringEquals": {"aws:SourceAccount": ref("AWS::AccountId")},
+                              "ArnLike": {"aws:SourceArn": sub(source_arn)}}}
+
+    return {"Type": "AWS::SNS::TopicPolicy", "Properties": {"Topics": [ref("AlarmTopic")], "PolicyDocument": {
+        "Version": "2012-10-17", "Statement": [
+            publish("CloudWatchAlarmsPublish", "cloudwatch.amazonaws.com",
+                    "arn:${AWS::Partition}:cloudwatch:${AWS::Region}:${AWS::AccountId}:alarm:*"),
+            publish("BudgetsPublish", "budgets.amazonaws.com", "arn:${AWS::Partition}:budgets::${AWS::AccountId}:*"),
+        ]}}}
+
+
+def protection() -> dict:
+    return {"WebAcl": web_acl(), "Budget": budget(), "AlarmTopicPolicy": alarm_topic_policy()}
 
 
 # -- custom domain -----------------------------------------------------------------------------
@@ -501,6 +589,7 @@ OUTPUTS = {
     "AlarmTopicArn": {"Value": ref("AlarmTopic")},
     "ApiDomain": {"Value": ref("ApiDomain")},
     "ArtifactBucketName": {"Value": ref("ArtifactBucket")},
+    "WebAclArn": {"Condition": "WafOn", "Value": {"Fn::GetAtt": ["WebAcl", "Arn"]}},
 }
 
 
@@ -511,7 +600,7 @@ def template() -> dict:
                        "deploy/stack_template.py; the Chalice app is deployed beside it)",
         "Parameters": PARAMETERS,
         "Conditions": CONDITIONS,
-        "Resources": {**buckets(), **cloudfront(), **domain(), **alarm_resources()},
+        "Resources": {**buckets(), **cloudfront(), **domain(), **alarm_resources(), **protection()},
         "Outputs": OUTPUTS,
     }
 

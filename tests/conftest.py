@@ -12,7 +12,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from chalice_app.api import origin as _origin
+
 from helpers import BUCKET, CHROMIUM, CHROMIUM_ARGS, PREFIX, PROJECT_DIR, make_doc
+
+REAL_PARAMETER_NAME = _origin.parameter_name  # before origin_check_off replaces it
 
 if TYPE_CHECKING:
     from s3_spy import S3Spy
@@ -45,6 +49,24 @@ def fresh_container() -> Iterator[None]:
     container.reset()
     yield
     container.reset()
+
+
+@pytest.fixture(autouse=True)
+def origin_check_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every stage sets ORIGIN_SECRET_PARAMETER (chalice.test.Client applies it per request), but a unit
+    test has no secret to send: the check is off, as with the variable unset, unless a test asks for
+    `origin_check_on` (tests/test_origin.py)."""
+    from chalice_app.api import origin
+
+    monkeypatch.setattr(origin, "parameter_name", lambda env=None: "")
+
+
+@pytest.fixture
+def origin_check_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The origin check as deployed: on whenever ORIGIN_SECRET_PARAMETER is set."""
+    from chalice_app.api import origin
+
+    monkeypatch.setattr(origin, "parameter_name", REAL_PARAMETER_NAME)
 
 
 @pytest.fixture

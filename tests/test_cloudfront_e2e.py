@@ -143,7 +143,78 @@ def test_the_chain_is_edge_gateway_chalice_local(stack: devstack.LocalStack) -> 
     status, _, body = fetch(stack.gateway_url, "/api/health", headers={"Host": "example.cloudfront.net"})
     assert (status, json.loads(body)) == (403, {"message": "Forbidden"})
     assert fetch(stack.gateway_url, "/health")[0] == 403  # outside the stage
-    assert fetch(stack.api_url, "/health")[0] == 200  # chalice local itself, as load --direct uses it
+    # chalice local itself, as load --direct uses it: with CloudFront's header only (docs/protection.md).
+    assert fetch(stack.api_url, "/health", headers=stack.origin_headers)[0] == 200
+    assert fetch(stack.api_url, "/health")[0] == 403
+
+
+# ---- the API's answers stay at the edge until the next publish (docs/api.md) ----------------------
+
+
+@pytest.fixture(scope="module")
+def following(tmp_path_factory: pytest.TempPathFactory) -> Iterator[devstack.LocalStack]:
+    """The stack with the site follower (the site function's handler): it invalidates at moto's
+    CloudFront, the edge applies it, and chalice local sends s-maxage (EDGE_CACHE=on)."""
+    log = tmp_path_factory.mktemp("e2e-follow") / "stack.log"
+    with devstack.local_stack(days=2, count=20, end_date=END_DATE, site=True, edge=True, follow=True,
+                              log_path=str(log)) as stack:
+        yield stack
+
+
+def _json_date(answer: tuple[int, dict, bytes]) -> str:
+    return json.loads(answer[2])["date"]
+
+
+@pytest.mark.slow
+def test_the_edge_keeps_the_api_until_a_publish_then_shows_the_new_batch(following: devstack.LocalStack) -> None:
+    import time
+
+    from chalice_app.publishing.sample import make_batch
+
+    stack = following
+    assert stack.distribution_id and stack.follower is not None
+    latest, listing, dated = "/api/predictions/latest?limit=2", "/api/predictions", f"/api/predictions/{END_DATE}"
+    first = {path: fetch(stack.edge_url, path) for path in (latest, listing, dated)}
+    assert all(answer[0] == 200 for answer in first.values())
+    assert _json_date(first[latest]) == END_DATE
+    # Browsers keep today's max-age (0 for latest locally); the edge a day.
+    assert first[latest][1]["cache-control"] == "public, max-age=0, s-maxage=86400"
+    # Past the browsers' max-age and the API's pointer TTL (2 s locally), the edge still answers itself.
+    time.sleep(2.5)
+    for path, answer in first.items():
+        again = fetch(stack.edge_url, path)
+        assert again[1]["x-cache"] == "Hit from cloudfront", path
+        assert again[2] == answer[2]
+    # The query string is in the key: another page is another answer, from the API.
+    assert fetch(stack.edge_url, "/api/predictions/latest?limit=3")[1]["x-cache"] == "Miss from cloudfront"
+    # A publish moves the pointer; the follower re-renders and invalidates; the edge applies it.
+    new_date = "2026-11-24"
+    stack.publish(make_batch(new_date, 20), force=True)
+    stack.wait_for_site(new_date, timeout=30)
+    deadline = time.monotonic() + 10
+    while True:
+        after = fetch(stack.edge_url, latest)
+        if _json_date(after) == new_date or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert _json_date(after) == new_date
+    assert after[1]["x-cache"] == "Miss from cloudfront"
+    assert json.loads(fetch(stack.edge_url, listing)[2])["latest"] == new_date
+    # A dated batch that did not change is still the edge's copy; the invalidation named the API's paths.
+    assert fetch(stack.edge_url, dated)[1]["x-cache"] == "Hit from cloudfront"
+    invalidated = stack.follower.results[-1]["invalidated"]
+    assert {"/api/predictions", "/api/predictions/latest*", f"/api/predictions/{new_date}*"} <= set(invalidated)
+    assert f"/api/predictions/{END_DATE}*" not in invalidated
+
+
+@pytest.mark.slow
+def test_errors_and_health_are_not_kept_by_the_edge(following: devstack.LocalStack) -> None:
+    """A date published later must not stay a 404 at the edge; /health is always the API's."""
+    for path in ("/api/predictions/2026-11-30", "/api/health"):
+        fetch(stack_url := following.edge_url, path)
+        again = fetch(stack_url, path)
+        assert "no-store" in again[1]["cache-control"]
+        assert again[1]["x-cache"] != "Hit from cloudfront", path
 
 
 # ---- defects put back: the same checks fail --------------------------------------------------------

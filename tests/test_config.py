@@ -79,3 +79,21 @@ def test_a_bad_setting_names_the_variable():
 
 def test_prefix_is_normalised():
     assert load_settings({"PREDICTIONS_PREFIX": "/preds"}).prefix == "preds/"
+
+
+@pytest.mark.parametrize("stage", sorted(CONFIG["stages"]))
+def test_every_stage_locks_its_api_to_cloudfront_and_may_read_only_its_own_secret(stage):
+    """The origin check is on in every stage (docs/protection.md): ORIGIN_SECRET_PARAMETER names the stage's
+    own parameter, outside CONFIG_SSM_PATH, and the API's role may read that one parameter and no other."""
+    name = stage_environment(stage).get("ORIGIN_SECRET_PARAMETER", "")
+    assert name == f"/predictions/origin-secrets/{stage}", f"stage {stage} must set ORIGIN_SECRET_PARAMETER"
+    assert not name.startswith(stage_environment(stage).get("CONFIG_SSM_PATH") or "\0")
+    from deploy.origin_secret import policy_files
+
+    # The API's policy, and the pre-traffic hook's where the stage has one (it sends the header itself).
+    for policy_file in policy_files(stage):
+        policy = statements(os.path.join(PROJECT_DIR, ".chalice", policy_file))
+        reads = [s for s in policy if "ssm:GetParameter" in s["Action"]]
+        assert len(reads) == 1 and reads[0]["Action"] == ["ssm:GetParameter"], policy_file
+        assert all(r.startswith("arn:aws:ssm:") and r.endswith(f":parameter{name}") for r in reads[0]["Resource"])
+        assert not [a for s in policy for a in s["Action"] if a.startswith("kms:")]  # aws/ssm needs none

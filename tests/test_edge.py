@@ -527,3 +527,68 @@ def test_the_served_api_page_examples_are_one_command_each(edge: EdgeServer) -> 
     assert response.status == 200
     first_id = sample_docs(2, 150)[-1]["predictions"][0]["id"]
     check_examples(response.body.decode("utf-8"), "2026-11-20", first_id, "value")
+
+
+# -- invalidations (the API's answers stay until the next publish: docs/api.md) ----------------------
+
+
+def _cached(cache, path: str, query: tuple = (), encoding: str = "") -> tuple:
+    from tools.edge_cache import Answer, Entry
+
+    key = (1, path, query, (), (), encoding)
+    cache.put(key, Entry(Answer(200, "OK", [], b""), 0.0, 86400.0))
+    return key
+
+
+def test_an_invalidation_path_matches_as_cloudfront_s_does():
+    """Exact: the path without a query string only; ending in `*`: every path and query it starts;
+    every encoding variant goes with it."""
+    from tools.edge_cache import Cache
+
+    cache = Cache()
+    plain = _cached(cache, "/api/predictions")
+    gz = _cached(cache, "/api/predictions", encoding="gzip")
+    paged = _cached(cache, "/api/predictions/latest", ("limit=2",))
+    by_id = _cached(cache, "/api/predictions/latest/sku-1")
+    dated = _cached(cache, "/api/predictions/2026-11-23", ("limit=2",))
+    other = _cached(cache, "/api/predictions/2026-11-230")
+    listed_with_query = _cached(cache, "/api/reports/latest", ("x=1",))
+    assert cache.invalidate(["/api/predictions", "/api/reports/latest"]) == 2
+    assert cache.get(plain) is None and cache.get(gz) is None
+    assert cache.get(listed_with_query) is not None  # an exact path names no query string
+    assert cache.invalidate(["/api/predictions/latest*"]) == 2
+    assert cache.get(paged) is None and cache.get(by_id) is None
+    assert cache.get(dated) is not None and cache.get(other) is not None
+    assert cache.invalidate(["/api/*"]) == 3
+
+
+def test_the_edge_applies_the_invalidations_of_its_distribution():
+    from moto import mock_aws
+
+    from tools.edge_cache import Cache, InvalidationFeed
+
+    with mock_aws():
+        import boto3
+
+        from deploy import site_config
+
+        client = boto3.client("cloudfront", region_name="us-east-1")
+        config = site_config.distribution_config(stage="t", caller_reference="t", bucket_domain="b.s3.amazonaws.com",
+                                                 oac_id="", api_domain="a.example", headers_policy_id="h")
+        dist = client.create_distribution(DistributionConfig=config)["Distribution"]["Id"]
+        client.create_invalidation(DistributionId=dist, InvalidationBatch={
+            "Paths": {"Quantity": 1, "Items": ["/api/*"]}, "CallerReference": "before"})
+        cache = Cache()
+        feed = InvalidationFeed(cache, dist, "", interval=3600)  # polled by hand below
+        try:
+            key = _cached(cache, "/api/predictions/latest", ("limit=2",))
+            kept = _cached(cache, "/api/predictions/2026-11-23")
+            feed.poll()
+            assert cache.get(key) is not None  # an invalidation from before the edge started is history
+            client.create_invalidation(DistributionId=dist, InvalidationBatch={
+                "Paths": {"Quantity": 1, "Items": ["/api/predictions/latest*"]}, "CallerReference": "publish"})
+            feed.poll()
+            assert cache.get(key) is None and cache.get(kept) is not None
+            assert feed.applied[-1][1:] == (["/api/predictions/latest*"], 1)
+        finally:
+            feed.stop()

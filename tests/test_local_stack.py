@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
@@ -40,9 +41,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[devstack.LocalSt
         yield stack
 
 
-def get(url: str) -> tuple[int, dict]:
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return response.status, json.loads(response.read())
+def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict]:
+    """GET a JSON answer; an HTTP error's status and body too."""
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
 
 
 def listening(port: int) -> bool:
@@ -76,7 +81,7 @@ def assert_stopped(stack: devstack.LocalStack) -> None:
 
 
 def test_chalice_local_serves_the_seeded_sample(stack):
-    status, page = get(f"{stack.api_url}/predictions/latest?limit=5")
+    status, page = get(f"{stack.api_url}/predictions/latest?limit=5", stack.origin_headers)
     assert status == 200
     assert page["date"] == "2026-11-23"
     assert page["count"] == 30 and len(page["items"]) == 5
@@ -104,7 +109,7 @@ def test_the_printed_publish_command_publishes_to_the_local_bucket(stack, tmp_pa
     done = subprocess.run(forced, shell=True, env=bare, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "(now latest)" in done.stdout
-    status, answer = get(f"{stack.api_url}/predictions/2026-11-24/sku-new")
+    status, answer = get(f"{stack.api_url}/predictions/2026-11-24/sku-new", stack.origin_headers)
     assert status == 200
     assert answer["prediction"] == {"id": "sku-new", "label": "Fresh figs", "value": 7.5}
     assert answer["model"]["version"] == "3.3.0"
@@ -147,9 +152,18 @@ def test_local_stack_starts_every_part_and_stops_all_of_them(tmp_path):
                    for url in (stack.endpoint, stack.api_url, stack.gateway_url, stack.edge_url))
         assert os.path.exists(os.path.join(stack.site_dir, "index.html"))
         assert stack.build_seconds is not None and stack.build_seconds > 0
-        assert get(f"{stack.api_url}/health")[0] == 200
+        assert get(f"{stack.api_url}/health", stack.origin_headers)[0] == 200
         status, listing = get(f"{stack.edge_url}/api/predictions")  # edge -> stand-in -> chalice local
         assert status == 200 and OLD_DATE in listing["dates"]
+        # The origin lock (docs/protection.md): the edge adds X-Origin-Verify from the local Parameter Store,
+        # as CloudFront does from the template; straight at chalice local or the stand-in, a 403.
+        forbidden = {"error": {"code": "forbidden", "message": "this API answers through the site's domain only"}}
+        assert get(f"{stack.api_url}/predictions") == (403, forbidden)
+        assert get(f"{stack.gateway_url}/api/predictions") == (403, forbidden)
+        wrong = {"X-Origin-Verify": "guessed-by-a-viewer-0123"}
+        assert get(f"{stack.api_url}/predictions", wrong) == (403, forbidden)
+        assert get(f"{stack.edge_url}/api/health", wrong)[0] == 200  # the edge's own header replaces a viewer's
+        assert get(f"{stack.gateway_url}/api/predictions", stack.origin_headers)[0] == 200
         assert stack.s3().head_bucket(Bucket=stack.bucket)
     assert [line.split()[0] for line in lines] == ["S3", "API", "Site"]
     assert_stopped(stack)
@@ -230,7 +244,12 @@ def test_make_run_prints_the_urls_and_the_publish_command_and_ctrl_c_stops_it(tm
             seen.append(line)
         s3, api, site = (f"http://127.0.0.1:{ports[name]}" for name in ("s3", "api", "site"))
         assert f"S3 (moto)  {s3}  seeding s3://predictions-local: 2 days x 10" in seen
-        assert f"API        {api}   try: curl {api}/predictions/latest" in seen
+        # chalice local answers only with CloudFront's header: the line shows the one that works.
+        (api_line,) = [line for line in seen if line.startswith(f"API        {api}   ")]
+        header = api_line.split("curl -H '", 1)[1].split("' ", 1)[0]
+        assert api_line.endswith(f"' {api}/predictions/latest") and header.startswith("X-Origin-Verify: ")
+        name, value = header.split(": ", 1)
+        assert get(f"{api}/predictions", {name: value})[0] == 200 and get(f"{api}/predictions")[0] == 403
         assert f"Site       {site}" in seen
         publish = next(line for line in seen if line.startswith("Publish    "))
         assert publish.startswith(f"Publish    AWS_ENDPOINT_URL={s3} AWS_ACCESS_KEY_ID=testing ")

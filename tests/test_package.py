@@ -124,8 +124,9 @@ def test_template_declares_the_api_function_with_the_stage_policy(package):
     role = resources[handler["Role"]["Fn::GetAtt"][0]]  # the API function's own role
     statements = role["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
     actions = {a for s in statements for a in s["Action"]}
-    assert actions == {"s3:GetObject", "s3:ListBucket", "ssm:GetParametersByPath", "logs:CreateLogGroup",
-                       "logs:CreateLogStream", "logs:PutLogEvents"}
+    # ssm:GetParameter: the origin secret only (tests/test_config.py checks its resource).
+    assert actions == {"s3:GetObject", "s3:ListBucket", "ssm:GetParametersByPath", "ssm:GetParameter",
+                       "logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
 
 
 SITE_PROBE = r"""

@@ -142,6 +142,58 @@ def test_cache_control_dated_batch_long_latest_short(api, put_batch):
     assert api.get("/predictions/latest").headers["Cache-Control"] == "public, max-age=0"
 
 
+@pytest.fixture
+def edge_cached(monkeypatch):
+    """The stage's site function runs (or EDGE_CACHE=on): each publish invalidates /api/* at CloudFront."""
+    import dataclasses
+
+    from chalice_app.api import container
+
+    real = container.settings
+    monkeypatch.setattr(container, "settings", lambda: dataclasses.replace(real(), edge_cache="on"))
+
+
+def test_batch_answers_are_kept_by_the_edge_until_the_next_publish(api, put_batch, edge_cached):
+    """s-maxage for CloudFront (a day, EDGE_MAX_AGE_SECONDS), browsers keep their short max-age."""
+    put_batch("2026-11-22", pointer=False)
+    put_batch("2026-11-23")
+    shared = "s-maxage=86400"
+    for path, max_age in (("/predictions", 0), ("/predictions/latest?limit=2", 0), ("/predictions/latest/sku-001", 0),
+                          ("/predictions/2026-11-22", 3600), ("/predictions/2026-11-22/sku-001", 3600)):
+        response = api.get(path)
+        assert response.status_code == 200, path
+        assert response.headers["Cache-Control"] == f"public, max-age={max_age}, {shared}", path
+        # The 304 says the same, so a revalidating cache keeps its copy as long.
+        again = api.get(path, headers={"If-None-Match": response.headers["ETag"]})
+        assert again.status_code == 304 and again.headers["Cache-Control"] == response.headers["Cache-Control"]
+
+
+def test_errors_and_health_stay_uncached_at_the_edge_too(api, put_batch, edge_cached):
+    put_batch("2026-11-23")
+    # A date published later must be served as soon as it exists: its 404 is never kept.
+    for path in ("/predictions/2026-11-30", "/predictions/2026-11-23/nope", "/reports/2026-11-30", "/health",
+                 "/predictions/latest?bogus=1"):
+        assert api.get(path).headers["Cache-Control"] == "no-store", path
+
+
+def test_without_a_site_function_no_s_maxage(api, put_batch):
+    """The local stage's config sets SITE_REBUILD_ENABLED false and no EDGE_CACHE: today's answers."""
+    put_batch("2026-11-23")
+    assert api.get("/predictions/latest").headers["Cache-Control"] == "public, max-age=0"
+
+
+@pytest.mark.parametrize(("mode", "site_function", "expected"), [
+    ("auto", "false", 0), ("auto", "", 0), ("auto", "true", 86400), ("on", "false", 86400), ("off", "true", 0)])
+def test_edge_cache_follows_the_site_function_unless_set(monkeypatch, mode, site_function, expected):
+    import dataclasses
+
+    from chalice_app.api import container
+
+    monkeypatch.setattr(container, "settings", lambda: dataclasses.replace(container.Settings(), edge_cache=mode))
+    monkeypatch.setenv("SITE_REBUILD_ENABLED", site_function)
+    assert container.edge_max_age() == expected
+
+
 def test_errors_are_not_cached_and_are_json(api):
     response = api.get("/predictions/nope")
     assert response.headers["Cache-Control"] == "no-store"

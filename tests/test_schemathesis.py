@@ -33,17 +33,19 @@ def api_url(tmp_path_factory):
     # End date fixed so the document's examples (2026-11-23, sku-00001) are real rows.
     log = tmp_path_factory.mktemp("stack") / "stack.log"
     with devstack.local_stack(days=3, count=60, end_date="2026-11-23", log_path=str(log)) as stack:
-        yield stack.api_url
+        # chalice local answers only with CloudFront's header (docs/protection.md): every request sends it.
+        yield stack.api_url, [f"{name}: {value}" for name, value in stack.origin_headers.items()]
 
 
 def test_chalice_local_conforms_to_openapi_json(api_url, tmp_path):
+    api_url, headers = api_url
     pytest.importorskip("schemathesis", reason="pip install -r requirements-dev.txt")
     config = tmp_path / "schemathesis.toml"
     config.write_text(CONFIG)
     command = [os.path.join(os.path.dirname(sys.executable), "st"), "--config-file", str(config), "--no-color",
                "run", os.path.join(PROJECT_DIR, "openapi.json"), "--url", api_url, "--checks", CHECKS,
                "--max-examples", str(MAX_EXAMPLES), "--request-timeout", "10", "--workers", "4",
-               "--max-failures", "20"]
+               "--max-failures", "20", *(arg for header in headers for arg in ("--header", header))]
     if SEED != "random":
         command += ["--seed", SEED]
     done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)

@@ -243,3 +243,15 @@ def test_cli_delete_site(cli, aws, monkeypatch):
     assert cli("--delete-site") == 0
     assert aws.cloudformation.describe_stacks()["Stacks"] == [] or all(
         s["StackStatus"] == "DELETE_COMPLETE" for s in aws.cloudformation.describe_stacks()["Stacks"])
+
+
+def test_a_new_manifest_invalidates_the_api_answers_too(aws, site, recorder):
+    """The API's answers are kept at the edge until the next publish (docs/api.md): a site whose batches
+    changed (a new manifest.json) invalidates them all, one path; a change of a page alone does not."""
+    publish(aws, site)
+    assert "/api/*" in recorder.params("CreateInvalidation")["InvalidationBatch"]["Paths"]["Items"]
+    recorder.clear()
+    (site / "manifest.json").write_text('{"latest": "2026-11-23"}')
+    publish(aws, site)
+    assert recorder.params("CreateInvalidation")["InvalidationBatch"]["Paths"]["Items"] == ["/manifest.json",
+                                                                                            "/api/*"]

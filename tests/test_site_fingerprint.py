@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -176,10 +177,13 @@ def test_nothing_a_page_shows_changed_nothing_is_uploaded(stage):
         stage.publish(date, factor)
     stage.run(days=3)
     before, count = stage.objects(), len(invalidations(stage.world))
-    # A batch newer than the pointer (mid-publish): the inputs changed, nothing on the site did.
+    # A batch newer than the pointer (mid-publish): the inputs changed, nothing on the site did. Written
+    # a second after the pointer (S3 keeps whole seconds), as a publish's batch after the last pointer.
+    time.sleep(1.05)
     stage.s3.put_object(Bucket=BUCKET, Key=batch_key(PREFIX, "2026-11-21"), Body=json.dumps(doc("2026-11-21", 8.0)))
     summary = stage.run(days=3, key=batch_key(PREFIX, "2026-11-21"))
     assert summary["skipped"] is False
+    # The API's answers too wait for the pointer's event (rebuild: one invalidation per publish).
     assert summary["uploaded"] == 0 and summary["deleted"] == 0 and summary["invalidated"] == []
     assert summary["kept"] == len([k for k in before if k.startswith("d/")])  # no date page rendered
     assert stage.objects() == before

@@ -129,11 +129,12 @@ def test_a_new_batch_uploads_its_pages_and_a_few_shared_ones(world):
     # Every changed file the edge keeps is invalidated (pages, downloads, feed, manifest), never a
     # hashed asset, and a folder of new pages is one wildcard path.
     paths = invalidations(world)[-1]
-    assert paths == summary["invalidated"] == invalidation_paths(sorted(changed | gone))
+    assert paths == summary["invalidated"]
+    assert [p for p in paths if not p.startswith("/api/")] == invalidation_paths(sorted(changed | gone))
     assert f"/d/{NEW}/*" in paths and "/" in paths and "/index.html" in paths and "/manifest.json" in paths
     assert f"/d/{NEW}.csv" in paths and "/feed.xml" in paths
     assert not [p for p in paths if p.startswith("/assets/")]
-    assert len(paths) <= 20
+    assert len([p for p in paths if not p.startswith("/api/")]) <= 20
     # Pages of dates that stayed were not rendered again, yet the site is byte for byte a full render.
     assert summary["kept"] > 0
     assert_same_as_a_full_render(world)
@@ -231,3 +232,135 @@ def test_every_file_the_edge_keeps_is_invalidated_and_no_path_twice():
     keys = [f"d/2026-11-{day:02d}.html" for day in range(1, 9)] + [f"d/2026-11-01/page-{n}.html" for n in range(2, 9)]
     dates = [f"/d/2026-11-{day:02d}.html" for day in range(1, 9)]
     assert invalidation_paths(keys) == sorted([*dates, "/d/2026-11-01/*"])
+
+
+# -- the API's answers: CloudFront keeps them until the next publish (docs/api.md) -----------------
+
+API_ALWAYS = ["/api/predictions", "/api/predictions/latest*", "/api/reports/latest"]
+
+
+def api_paths(world) -> list[str]:
+    return [p for p in invalidations(world)[-1] if p.startswith("/api/")]
+
+
+def dated(*dates: str) -> list[str]:
+    return [p for d in sorted(dates) for p in (f"/api/predictions/{d}*", f"/api/reports/{d}")]
+
+
+def settled(world) -> None:
+    """S3 keeps whole seconds: the next write is in a later second than what the rebuild saw."""
+    import time
+
+    time.sleep(1.05)
+
+
+def test_the_first_rebuild_invalidates_every_api_answer_once(world):
+    run(world)
+    assert api_paths(world) == ["/api/*"]  # nothing says what CloudFront kept before
+    settled(world)
+    world["publish"](make_doc(NEW, n=30))
+    run(world)
+    assert "/api/*" not in invalidations(world)[-1]
+
+
+def test_a_publish_invalidates_latest_the_list_and_the_new_date(world):
+    run(world)
+    settled(world)
+    world["publish"](make_doc(NEW, n=30))
+    summary = run(world)
+    assert api_paths(world) == API_ALWAYS + dated(NEW)
+    assert summary["invalidated"] == invalidations(world)[-1]
+
+
+def test_a_retract_invalidates_latest_and_the_withdrawn_date(world):
+    from chalice_app.publishing.retract import retract
+
+    world["publish"](make_doc(NEW, n=30))
+    run(world)
+    settled(world)
+    retract(world["s3"], BUCKET, PREFIX, DATES[-1], "a bad feed")
+    run(world)
+    # NEW answers "retracted": true now; DATES[-1] is latest again.
+    assert api_paths(world) == API_ALWAYS + dated(DATES[-1], NEW)
+
+
+def test_a_forced_republish_of_a_date_invalidates_that_date(world):
+    run(world)
+    settled(world)
+    world["publish"](make_doc(DATES[1], n=99))  # --force over an existing, older date: no pointer move
+    run(world)
+    assert api_paths(world) == API_ALWAYS + dated(DATES[1])
+
+
+def test_a_republish_of_a_retracted_date_invalidates_it(world):
+    from chalice_app.publishing.retract import retract
+
+    world["publish"](make_doc(NEW, n=30))
+    retract(world["s3"], BUCKET, PREFIX, DATES[-1], "a bad feed")
+    run(world)
+    settled(world)
+    # The same batch again: its objects may stay as they were, the retract's mark is deleted.
+    world["publish"](make_doc(NEW, n=30))
+    run(world)
+    assert set(dated(NEW)) <= set(api_paths(world))
+
+
+def test_a_backfilled_date_invalidates_the_list_and_that_date(world):
+    run(world)
+    settled(world)
+    world["publish"](make_doc("2026-11-10", n=30))  # older than latest: no pointer move
+    summary = rebuild.handle(event(f"{PREFIX}2026-11-10/predictions.json"), world["env"], clients=world["clients"],
+                             sleep=lambda s: None)
+    assert summary["skipped"] is False
+    assert api_paths(world) == API_ALWAYS + dated("2026-11-10")
+
+
+def test_the_api_invalidation_waits_for_the_api_s_pointer_ttl(world):
+    """A container trusts its pointer for POINTER_TTL_SECONDS: invalidating sooner would let CloudFront
+    fetch (and keep for a day) an answer made from the pointer before the publish."""
+    run(world)
+    world["publish"](make_doc(NEW, n=30))
+    slept: list[float] = []
+    rebuild.handle(event(), {**world["env"], "POINTER_TTL_SECONDS": "20"}, clients=world["clients"],
+                   sleep=slept.append)
+    assert slept and 19 <= slept[0] <= 21
+
+
+def test_api_paths_are_few_whatever_changed():
+    from chalice_app.website.sync import MAX_API_DATES, api_invalidation_paths
+
+    assert api_invalidation_paths(None) == ["/api/*"]
+    assert api_invalidation_paths(set()) == API_ALWAYS
+    many = {f"2026-11-{d:02d}" for d in range(1, MAX_API_DATES + 2)}
+    assert api_invalidation_paths(many) == ["/api/*"]
+
+
+def test_a_publish_s_three_events_make_one_api_invalidation(world):
+    """The batch's and the report's events come before the pointer names the date: they invalidate
+    nothing; the pointer's event invalidates the new date with latest."""
+    run(world)
+    settled(world)
+    count = len(invalidations(world))
+    s3, doc = world["s3"], make_doc(NEW, n=30)
+    s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}{NEW}/predictions.json", Body=json.dumps(doc))
+    s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}{NEW}/report.json", Body=b"{}")
+    for key in ("predictions.json", "report.json"):
+        summary = rebuild.handle(event(f"{PREFIX}{NEW}/{key}"), world["env"], clients=world["clients"],
+                                 sleep=lambda s: None)
+        assert summary["invalidated"] == []
+    assert len(invalidations(world)) == count
+    s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}latest.json", Body=json.dumps({"date": NEW}))
+    run(world)
+    assert len(invalidations(world)) == count + 1
+    assert api_paths(world) == API_ALWAYS + dated(NEW)
+
+
+def test_a_forced_republish_of_latest_is_one_api_invalidation_at_its_pointer(world):
+    run(world)
+    settled(world)
+    count = len(invalidations(world))
+    world["publish"](make_doc(DATES[-1], n=77))  # batch, report, then the pointer written again
+    for key in (f"{DATES[-1]}/predictions.json", f"{DATES[-1]}/report.json", "latest.json"):
+        rebuild.handle(event(f"{PREFIX}{key}"), world["env"], clients=world["clients"], sleep=lambda s: None)
+    assert len(invalidations(world)) == count + 1
+    assert api_paths(world) == API_ALWAYS + dated(DATES[-1])

@@ -100,6 +100,8 @@ def test_stage_policy_grants_exactly_its_parameter_path(stage):
     with open(f"{PROJECT_DIR}/.chalice/policy-{stage}.json") as fh:
         statements = json.load(fh)["Statement"]
     ssm_statements = [s for s in statements if any(a.startswith("ssm:") for a in s["Action"])]
-    assert ssm_statements == [{"Sid": "ReadStageSettingsFromParameterStore", "Effect": "Allow",
-                               "Action": ["ssm:GetParametersByPath"],
-                               "Resource": [f"arn:aws:ssm:*:*:parameter{path.rstrip('/')}"]}]
+    # The other one reads the origin secret, outside this path (tests/test_config.py checks it).
+    assert [s["Sid"] for s in ssm_statements] == ["ReadStageSettingsFromParameterStore", "ReadTheOriginSecret"]
+    assert ssm_statements[0] == {"Sid": "ReadStageSettingsFromParameterStore", "Effect": "Allow",
+                                 "Action": ["ssm:GetParametersByPath"],
+                                 "Resource": [f"arn:aws:ssm:*:*:parameter{path.rstrip('/')}"]}

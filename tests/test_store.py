@@ -197,6 +197,38 @@ def test_api_marks_a_stale_answer_and_caches_it_briefly(api, put_batch, s3_spy):
     assert response.headers["Cache-Control"] == "public, max-age=5"
 
 
+def test_a_stale_answer_is_never_kept_long_by_the_edge(api, put_batch, s3_spy, monkeypatch):
+    """Even where CloudFront keeps the API's answers until the next publish (s-maxage), a stale copy
+    says max-age only: the edge keeps it RETRY_AFTER_SECONDS, as browsers do."""
+    import dataclasses
+
+    real = container.settings
+    monkeypatch.setattr(container, "settings", lambda: dataclasses.replace(real(), edge_cache="on"))
+    put_batch("2026-11-23")
+    assert "s-maxage" in api.get("/predictions/2026-11-23").headers["Cache-Control"]
+    store = container.store()
+    s3_spy.fail(status=503)
+    for entry in store._batches.values():
+        entry.fresh_until = 0
+    response = api.get("/predictions/2026-11-23")
+    assert response.headers["X-Predictions-Stale"] == "true"
+    assert response.headers["Cache-Control"] == "public, max-age=5"
+
+
+def test_where_the_edge_keeps_answers_no_batch_is_trusted_past_the_pointer_ttl(monkeypatch):
+    """CloudFront refetches after the site function's invalidation, which waits POINTER_TTL_SECONDS after
+    the newest write: a --force republish must be what it gets, not a batch parsed before it."""
+    import dataclasses
+
+    real = container.settings
+    for mode, batch_ttl in (("on", 2.0), ("off", 300.0)):
+        monkeypatch.setattr(container, "settings", lambda mode=mode: dataclasses.replace(
+            real(), edge_cache=mode, pointer_ttl=2.0, batch_ttl=300.0))
+        container.reset()
+        assert (container.store().pointer_ttl, container.store().batch_ttl) == (2.0, batch_ttl)
+    container.reset()
+
+
 def test_api_answers_503_with_retry_after_when_s3_is_down(api, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
     response = api.get("/predictions/latest")

@@ -33,7 +33,9 @@ def test_the_warmer_policy_invokes_only_its_stage_api_and_writes_only_its_logs(s
     function = CONFIG["stages"][stage]["lambda_functions"]["warmer"]
     assert function["iam_policy_file"] == f"policy-warmer-{stage}.json"
     target = function["environment_variables"]["WARM_TARGET_FUNCTION"]
-    assert target == f"{CONFIG['app_name']}-{stage}"
+    # The alias API Gateway calls, where the stage deploys through the app stack (tests/test_canary.py).
+    alias = ":live" if stage in ("dev", "prod") else ""
+    assert target == f"{CONFIG['app_name']}-{stage}{alias}"
     by_action = {a: s for s in policy(function["iam_policy_file"]) for a in s["Action"]}
     assert set(by_action) == {"lambda:InvokeFunction", "logs:CreateLogGroup", "logs:CreateLogStream",
                               "logs:PutLogEvents"}
@@ -44,10 +46,10 @@ def test_the_warmer_policy_invokes_only_its_stage_api_and_writes_only_its_logs(s
 
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(CHALICE_DIR, "policy-*.json"))),
                          ids=os.path.basename)
-def test_only_the_warmer_policies_mention_lambda(path):
+def test_only_the_warmer_and_the_pre_traffic_hook_policies_mention_lambda(path):
     actions = {a for s in policy(os.path.basename(path)) for a in s["Action"]}
-    is_warmer = os.path.basename(path).startswith("policy-warmer-")
-    assert bool({a for a in actions if a.startswith("lambda:")}) == is_warmer
+    invokes = os.path.basename(path).startswith(("policy-warmer-", "policy-pretraffic-"))
+    assert bool({a for a in actions if a.startswith("lambda:")}) == invokes
 
 
 # -- chalice package (slow) -----------------------------------------------------------------------
@@ -90,7 +92,7 @@ def test_each_stage_gets_its_schedule_or_none(packages, stage):
     assert warmer["Handler"] == "chalice_app.warming.scheduled.warm_api"
     assert warmer["MemorySize"] == 128 and warmer["Timeout"] == 30
     variables = warmer["Environment"]["Variables"]
-    assert variables["WARM_TARGET_FUNCTION"] == f"predictions-{stage}"
+    assert variables["WARM_TARGET_FUNCTION"] == f"predictions-{stage}:live"
     assert variables["WARMER_CONCURRENCY"] == concurrency
     assert warmer["Role"] == {"Fn::GetAtt": ["WarmerRole", "Arn"]}
 

@@ -11,6 +11,7 @@ it, the site built from that bucket and the local edge serving it. Ctrl-C stops 
         stack.publish(doc)              # a batch into the local bucket, through the publish code
         stack.publish_command()         # the shell line that does the same with predictions-publish
         stack.wait_for_site(date)       # with follow=True: until the site was re-rendered for `date`
+        stack.origin_headers            # X-Origin-Verify: what a call straight at chalice local needs
 
 Everything binds 127.0.0.1, and everything the context manager started is stopped when the
 with-block ends, however it ends (an exception, Ctrl-C, SIGTERM).
@@ -104,6 +105,21 @@ def reset_moto(endpoint: str) -> None:
     urllib.request.urlopen(request, timeout=10).close()
 
 
+def local_distribution(endpoint: str) -> tuple[Any, str]:
+    """A CloudFront distribution at moto for the local stack: the site follower's invalidations go to it,
+    and the local edge applies them (tools/edge_cache.InvalidationFeed). Returns (client, its id)."""
+    import boto3
+
+    from deploy import site_config
+
+    client = boto3.client("cloudfront", endpoint_url=endpoint, region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    config = site_config.distribution_config(
+        stage=STAGE, caller_reference=f"local-{time.time_ns()}", bucket_domain="site.s3.amazonaws.com",
+        oac_id="", api_domain="api.execute-api.us-east-1.amazonaws.com", headers_policy_id="local")
+    return client, client.create_distribution(DistributionConfig=config)["Distribution"]["Id"]
+
+
 def s3_client(endpoint: str) -> Any:
     import boto3
 
@@ -153,31 +169,48 @@ def seed(endpoint: str, bucket: str, days: int = 7, count: int = 200, end_date: 
     return forced
 
 
+def seed_origin_secret(endpoint: str, stage: str = STAGE) -> str:
+    """The stage's origin secret in moto's Parameter Store, as deploy/origin_secret.py creates it in AWS: the
+    X-Origin-Verify value the local edge sends and chalice local checks. An existing one is kept."""
+    import boto3
+
+    from deploy import origin_secret
+
+    ssm = boto3.client("ssm", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                       aws_secret_access_key="testing")
+    return origin_secret.ensure(ssm, origin_secret.parameter_name(stage), progress=lambda _: None)[0]
+
+
 def start_chalice_local(endpoint: str, port: int, stage: str = STAGE,
-                        output: IO[Any] | None = None) -> subprocess.Popen:
-    """`chalice local` on 127.0.0.1:port against moto, in its own process group (see stop())."""
+                        output: IO[Any] | None = None, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+    """`chalice local` on 127.0.0.1:port against moto, in its own process group (see stop()); extra_env:
+    settings the stage's config.json leaves unset (EDGE_CACHE)."""
     chalice = os.path.join(os.path.dirname(sys.executable), "chalice")
     return subprocess.Popen(
         [chalice, "local", "--stage", stage, "--no-autoreload", "--host", LOOPBACK, "--port", str(port)],
-        cwd=PROJECT_DIR, env=aws_env(endpoint), start_new_session=True,
+        cwd=PROJECT_DIR, env={**aws_env(endpoint), **(extra_env or {})}, start_new_session=True,
         stdout=output, stderr=subprocess.STDOUT if output is not None else None,
     )
 
 
 def start_gateway(api_url: str, port: int, *, env: dict[str, str] | None = None, quiet: bool = False,
-                  output: IO[Any] | None = None) -> subprocess.Popen:
-    """The API Gateway stand-in (tools/api_gateway_local.py) in front of chalice local, in its own process group."""
-    argv = [sys.executable, "-m", "tools.api_gateway_local", "--api", api_url, "--port", str(port)]
+                  output: IO[Any] | None = None, stage: str | None = STAGE) -> subprocess.Popen:
+    """The API Gateway stand-in (tools/api_gateway_local.py) in front of chalice local, in its own process group,
+    with `stage`'s throttle (.chalice/config.json `api_throttle`; None: no throttle)."""
+    argv = [sys.executable, "-m", "tools.api_gateway_local", "--api", api_url, "--port", str(port),
+            *(["--stage", stage] if stage else [])]
     return subprocess.Popen(argv + (["--quiet"] if quiet else []), cwd=PROJECT_DIR, env=env,
                             start_new_session=True, stdout=output,
                             stderr=subprocess.STDOUT if output is not None else None)
 
 
 def start_edge(root: str, api_domain: str, port: int, *, env: dict[str, str] | None = None, quiet: bool = False,
-               output: IO[Any] | None = None) -> subprocess.Popen:
+               output: IO[Any] | None = None, distribution_id: str = "") -> subprocess.Popen:
     """The local edge (tools/edge.py: deploy/stack.json's distribution) on 127.0.0.1:port, in its own
-    process group; api_domain (host:port of the API Gateway stand-in) is the template's ApiDomain."""
+    process group; api_domain (host:port of the API Gateway stand-in) is the template's ApiDomain;
+    distribution_id: the moto distribution whose invalidations it applies."""
     argv = [sys.executable, "-m", "tools.edge", "--root", root, "--api-domain", api_domain, "--port", str(port)]
+    argv += ["--distribution-id", distribution_id] if distribution_id else []
     return subprocess.Popen(argv + (["--quiet"] if quiet else []), cwd=PROJECT_DIR, env=env,
                             start_new_session=True, stdout=output,
                             stderr=subprocess.STDOUT if output is not None else None)
@@ -235,7 +268,9 @@ class LocalStack:
     log_path: str | None = None  # where the started processes write, when not to this terminal
     build_seconds: float | None = None  # how long build_site.py took
     forced_date: str | None = None  # the sample date published with --force (forced_demo, make run)
+    origin_secret: str | None = None  # what the edge sends chalice local as X-Origin-Verify (api=True)
     follower: SiteFollower | None = None  # re-renders site_dir when the pointer moves (site=True)
+    distribution_id: str | None = None  # moto's distribution the follower invalidates (follow and edge)
     processes: list[subprocess.Popen] = field(default_factory=list)  # chalice local, the gateway, the edge
     moto: Any = None  # the ThreadedMotoServer (in this process)
 
@@ -248,6 +283,13 @@ class LocalStack:
     def s3(self) -> Any:
         """A boto3 S3 client of moto's server."""
         return s3_client(self.endpoint)
+
+    @property
+    def origin_headers(self) -> dict[str, str]:
+        """What a direct call to chalice local or the API Gateway stand-in needs: CloudFront's header."""
+        from chalice_app.api import origin
+
+        return {origin.HEADER: self.origin_secret} if self.origin_secret else {}
 
     def wait_for_site(self, date: str, timeout: float = 30.0) -> dict:
         """Wait until the site folder's manifest names `date` as latest (the follower rebuilt it)."""
@@ -294,19 +336,22 @@ class SiteFollower:
     """What the site function does in AWS, on this machine: watch the local pointer (a HEAD every
     `interval` seconds on moto, standing in for S3 -> EventBridge) and, when it moves, call the same
     handler (chalice_app.website.rebuild.handle) with an EventBridge-shaped event, the site being
-    the folder the edge serves. The edge empties its cache when the build's manifest.json changes, which
-    stands in for the invalidation the handler sends in AWS."""
+    the folder the edge serves. With a distribution (follow and edge), the handler's invalidation goes
+    to moto and the edge applies it (the API's answers included); the edge also empties its cache of
+    pages when the build's manifest.json changes."""
 
     def __init__(self, endpoint: str, bucket: str, prefix: str, site_dir: str, days: int | None,
-                 interval: float = 0.5, say: Progress | None = None) -> None:
+                 interval: float = 0.5, say: Progress | None = None, cloudfront: Any = None,
+                 distribution_id: str = "") -> None:
         from chalice_app.config.stage_file import stage_environment
         from chalice_app.website import rebuild
 
         self.rebuild = rebuild
         self.client = s3_client(endpoint)
         self.bucket, self.prefix, self.interval = bucket, prefix, interval
-        self.env = {**stage_environment(STAGE), "SITE_BUCKET": "", "SITE_DISTRIBUTION_ID": "",
+        self.env = {**stage_environment(STAGE), "SITE_BUCKET": "", "SITE_DISTRIBUTION_ID": distribution_id,
                     "SITE_DAYS": str(days or 7)}
+        self.cloudfront = cloudfront
         self.site = rebuild.DirSite(site_dir)
         self.say = say or (lambda _: None)
         self.results: list[dict] = []
@@ -336,8 +381,9 @@ class SiteFollower:
                 mark = self.rebuild.pointer_mark(self.client, self.bucket, self.prefix)
                 if mark is None or mark == self.site.mark():
                     continue
-                summary = self.rebuild.handle(self.event(), self.env, clients=self.rebuild.Clients(self.client),
-                                              site=self.site, sleep=self._stop.wait)
+                clients = self.rebuild.Clients(self.client, self.cloudfront)
+                summary = self.rebuild.handle(self.event(), self.env, clients=clients, site=self.site,
+                                              sleep=self._stop.wait)
             except Exception as exc:  # noqa: BLE001 - reported; the next poll retries
                 self.errors.append(f"{type(exc).__name__}: {exc}")
                 self.say(f"Site       rebuild failed: {exc}")
@@ -397,14 +443,24 @@ def local_stack(*, days: int = 7, count: int = 200, end_date: str | None = None,
         stack.forced_date = seed(endpoint, bucket, days=days, count=count, end_date=end_date, prefix=prefix,
                                  forced_demo=forced_demo)
         output = cleanup.enter_context(open(log_path, "ab")) if log_path else None
+        cloudfront = None
+        if follow and edge:
+            # The follower invalidates as the site function does, and the edge applies it: the API may
+            # then let the edge keep its answers until the next publish (EDGE_CACHE, docs/api.md).
+            cloudfront, stack.distribution_id = local_distribution(endpoint)
         if api:
+            # The local stage sets ORIGIN_SECRET_PARAMETER, as every stage does: chalice local refuses what
+            # lacks the header, and the edge sends it (docs/protection.md).
+            stack.origin_secret = seed_origin_secret(endpoint)
             port = _port(api_port, "API")
-            proc = start_chalice_local(endpoint, port, STAGE, output)
+            proc = start_chalice_local(endpoint, port, STAGE, output,
+                                       extra_env={"EDGE_CACHE": "on"} if stack.distribution_id else None)
             cleanup.callback(stop, proc)
             stack.processes.append(proc)
             stack.api_url = f"http://{LOOPBACK}:{port}"
             _wait(f"{stack.api_url}/health", proc, log_path)
-            say(f"API        {stack.api_url}   try: curl {stack.api_url}/predictions/latest")
+            say(f"API        {stack.api_url}   only with CloudFront's header: curl -H "
+                f"'X-Origin-Verify: {stack.origin_secret}' {stack.api_url}/predictions/latest")
         if site:
             if site_dir is None:
                 site_dir = tempfile.mkdtemp(prefix="local-site-")
@@ -412,7 +468,8 @@ def local_stack(*, days: int = 7, count: int = 200, end_date: str | None = None,
             stack.site_dir = site_dir
             stack.build_seconds = _build_site(site_dir, site_days, stack.env, output, log_path)
             if follow:
-                stack.follower = SiteFollower(endpoint, bucket, prefix, site_dir, site_days, say=say)
+                stack.follower = SiteFollower(endpoint, bucket, prefix, site_dir, site_days, say=say,
+                                              cloudfront=cloudfront, distribution_id=stack.distribution_id or "")
                 stack.follower.start()
                 cleanup.callback(stack.follower.stop)
         if edge:
@@ -427,7 +484,7 @@ def local_stack(*, days: int = 7, count: int = 200, end_date: str | None = None,
             _wait(f"{stack.gateway_url}/", proc, log_path)
             port = _port(edge_port, "site")
             proc = start_edge(stack.site_dir, stack.gateway_url.removeprefix("http://"), port, env=stack.env,
-                              quiet=output is not None, output=output)
+                              quiet=output is not None, output=output, distribution_id=stack.distribution_id or "")
             cleanup.callback(stop, proc)
             stack.processes.append(proc)
             stack.edge_url = f"http://{LOOPBACK}:{port}"

@@ -17,8 +17,11 @@ object, nothing else is (no folder index, no redirect). The API origin is the te
 Every request gets an HTTP answer: a request target that is not a visible-ASCII path, or a header
 with a control character, is a 400; a GET or HEAD with a body is a 403, as at CloudFront, once the
 body is read (up to MAX_BODY; beyond it a 413), so that a body is never taken for the next request.
-A new site build (manifest.json changed) empties the cache, standing in for the invalidation every
-site publish sends. Not emulated: TLS, HTTP/2 and 3, geo restriction, signed URLs, Lambda@Edge, brotli
+With --distribution-id, the invalidations created for that distribution at moto (the site follower's,
+as the site function's in AWS) are applied as they come (tools/edge_cache.InvalidationFeed); a new site
+build (manifest.json changed) then empties the pages only. Without it, a new build empties the whole
+cache, standing in for the invalidation every site publish sends.
+Not emulated: TLS, HTTP/2 and 3, geo restriction, signed URLs, Lambda@Edge, brotli
 (gzip only), viewer-request functions (refused at start). Binds 127.0.0.1 only.
 """
 
@@ -44,7 +47,7 @@ from typing import Any
 
 from chalice_app.website.serving import cache_control_for, content_type_for
 from tools.cloudfront import Behavior, Distribution, Origin, TemplateError, load_distribution
-from tools.edge_cache import Answer, Cache, Entry, Headers, _has, _phrase, _without, ttl_for
+from tools.edge_cache import Answer, Cache, Entry, Headers, InvalidationFeed, _has, _phrase, _without, ttl_for
 from tools.edge_functions import (
     DOMAIN,
     NODE,
@@ -171,6 +174,7 @@ class EdgeServer(http.server.ThreadingHTTPServer):
         self.quiet = quiet
         self.cache = Cache()
         self._build_stamp: int | None = None
+        self.invalidations: InvalidationFeed | None = None  # follow_invalidations(): the distribution's
         self.functions = FunctionRunner(node)
         self.thread: threading.Thread | None = None
         self.extra: list[Any] = []  # servers started with this one (an API Gateway stand-in), stopped with it
@@ -189,7 +193,16 @@ class EdgeServer(http.server.ThreadingHTTPServer):
             stamp = None
         if stamp != self._build_stamp:
             self._build_stamp = stamp
-            self.cache.clear()
+            if self.invalidations is None:
+                self.cache.clear()
+            else:  # the API's answers go when an invalidation names them, as at CloudFront
+                s3 = {id(b) for b in self.distribution.behaviors if b.origin.is_s3}
+                self.cache.clear(only=lambda key: key[0] in s3)
+
+    def follow_invalidations(self, distribution_id: str, endpoint: str) -> None:
+        """Apply the invalidations created for `distribution_id` at moto (`endpoint`), as they come."""
+        self.invalidations = InvalidationFeed(self.cache, distribution_id, endpoint)
+        self.extra.append(self.invalidations)
 
     def stop(self) -> None:
         self.shutdown()
@@ -400,6 +413,9 @@ class EdgeHandler(http.server.BaseHTTPRequestHandler):
             sent.append(("Accept-Encoding", encoding))
         if not _has(sent, "User-Agent"):
             sent.append(("User-Agent", "Amazon CloudFront"))
+        # The origin's custom headers (the API's X-Origin-Verify) replace a viewer's header of the same name.
+        custom = {name.lower() for name, _ in behavior.origin.custom_headers}
+        sent = [(k, v) for k, v in sent if k.lower() not in custom]
         sent += [("Via", VIA), ("X-Forwarded-For", self.client_address[0]), ("X-Amz-Cf-Id", self.request_id),
                  *behavior.origin.custom_headers]
         return target, sent
@@ -612,16 +628,45 @@ class EdgeHandler(http.server.BaseHTTPRequestHandler):
 
 
 def distribution_for(template: str | dict = TEMPLATE_PATH, api_domain: str = "", stage: str = "local",
-                     app_name: str | None = None) -> Distribution:
-    """The template's distribution with ApiDomain (host:port of the API Gateway stand-in) and Stage."""
+                     app_name: str | None = None, origin_secret: str = "") -> Distribution:
+    """The template's distribution with ApiDomain (host:port of the API Gateway stand-in) and Stage, and
+    OriginSecret (what the API origin's X-Origin-Verify header carries) when given."""
     params = {"ApiDomain": api_domain, "Stage": stage}
     if app_name:
         params["AppName"] = app_name
+    if origin_secret:
+        params["OriginSecret"] = origin_secret
     return load_distribution(template, params)
 
 
+def local_origin_secret(stage: str = "local", env: dict[str, str] | None = None) -> tuple[str, str]:
+    """(value, note) of the stage's origin secret in the local Parameter Store (moto, AWS_ENDPOINT_URL):
+    the first value, as deploy/stack.py gives CloudFront. Never read from a real account: without
+    AWS_ENDPOINT_URL, or when it cannot be read, the value is "" and the note says why."""
+    from chalice_app.api import origin
+    from chalice_app.config.stage_file import stage_environment
+
+    env = dict(os.environ) if env is None else env
+    name = origin.parameter_name(stage_environment(stage))
+    if not name:
+        return "", f"stage {stage} sets no {origin.PARAMETER_ENV}"
+    if not env.get("AWS_ENDPOINT_URL"):
+        return "", f"no AWS_ENDPOINT_URL: {name} is read from a local Parameter Store only"
+    try:
+        import boto3
+        from botocore.config import Config
+
+        ssm = boto3.client("ssm", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                           config=Config(connect_timeout=2, read_timeout=2, retries={"total_max_attempts": 1}))
+        value = origin.parse_values(ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"])[0]
+    except Exception as exc:  # noqa: BLE001 - the edge still serves the site; the API refuses /api/*
+        return "", f"{name} could not be read ({type(exc).__name__})"
+    return value, f"{origin.HEADER} from {name}"
+
+
 def start_in_thread(root: str, *, template: str | dict = TEMPLATE_PATH, api_domain: str = "",
-                    api: str | None = None, port: int = 0, quiet: bool = True, stage: str = "local") -> EdgeServer:
+                    api: str | None = None, port: int = 0, quiet: bool = True, stage: str = "local",
+                    origin_secret: str = "") -> EdgeServer:
     """An edge serving `root` on 127.0.0.1 in a daemon thread (port 0 picks a free one); .stop() ends it.
 
     api_domain: the API origin (host:port of an API Gateway stand-in). api: instead, chalice local's
@@ -633,7 +678,8 @@ def start_in_thread(root: str, *, template: str | dict = TEMPLATE_PATH, api_doma
 
         gateway = api_gateway_local.start_in_thread(api, quiet=quiet)
         api_domain = gateway.domain
-    server = EdgeServer(root, distribution_for(template, api_domain, stage), port, quiet=quiet)
+    server = EdgeServer(root, distribution_for(template, api_domain, stage, origin_secret=origin_secret), port,
+                        quiet=quiet)
     if gateway is not None:
         server.extra.append(gateway)
     # A short poll interval makes stop() quick; the cost is a wake-up every 0.1 s while idle.
@@ -656,17 +702,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stage", default="local", help="the template's Stage parameter (default local)")
     p.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1 (default 8080)")
     p.add_argument("--quiet", action="store_true", help="do not log requests")
+    p.add_argument("--distribution-id", default="", help="apply this distribution's invalidations, read from "
+                                                         "moto at AWS_ENDPOINT_URL (the site function's)")
     args = p.parse_args(argv)
     if not os.path.isfile(os.path.join(args.root, "index.html")):
         p.error(f"{args.root} has no index.html: build the site first (python build_site.py)")
+    secret, secret_note = local_origin_secret(args.stage)
     try:
         server = start_in_thread(args.root, template=args.template, api_domain=args.api_domain, api=args.api,
-                                 port=args.port, quiet=args.quiet, stage=args.stage)
+                                 port=args.port, quiet=args.quiet, stage=args.stage, origin_secret=secret)
     except (ValueError, OSError) as exc:  # TemplateError is a ValueError
         print(f"edge: error: {exc}", file=sys.stderr)
         return 1
-    api_note = next((f"/api/* -> {b.origin.domain}" for b in server.distribution.behaviors if not b.origin.is_s3),
-                    "no API behaviour (ApiDomain empty)")
+    if args.distribution_id:
+        server.follow_invalidations(args.distribution_id, os.environ.get("AWS_ENDPOINT_URL", ""))
+    api_note = next((f"/api/* -> {b.origin.domain} ({secret_note})" for b in server.distribution.behaviors
+                     if not b.origin.is_s3), "no API behaviour (ApiDomain empty)")
     print(f"edge: serving {args.root} on {server.url} as {os.path.relpath(args.template)}'s distribution, "
           f"{api_note}", file=sys.stderr, flush=True)
     # SIGTERM (devstack's stop) ends it like Ctrl-C, so the node child is stopped and reaped, not orphaned.

@@ -13,6 +13,7 @@ import http
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tools.cloudfront import Behavior
@@ -133,6 +134,72 @@ class Cache:
         with self._lock:
             self._items.pop(key, None)
 
-    def clear(self) -> None:
+    def clear(self, only: Callable[[tuple], bool] | None = None) -> None:
+        """Forget every answer, or those whose key `only` picks."""
         with self._lock:
-            self._items.clear()
+            if only is None:
+                self._items.clear()
+            else:
+                for key in [k for k in self._items if only(k)]:
+                    del self._items[key]
+
+    def invalidate(self, paths: list[str]) -> int:
+        """CloudFront's invalidation of `paths`; returns how many answers were forgotten. A path matches
+        the request's path and query string ("/a?b=1"): exactly, or, ending in `*`, every one it starts
+        ("/a*": "/a", "/a?b=1", "/a/b"). Every header, cookie and encoding variant goes with it (AWS,
+        "What you need to know when invalidating paths")."""
+
+        def uri(key: tuple) -> str:
+            return key[1] + ("?" + "&".join(key[2]) if key[2] else "")
+
+        def matches(key: tuple) -> bool:
+            target = uri(key)
+            return any(target.startswith(p[:-1]) if p.endswith("*") else target == p for p in paths)
+
+        with self._lock:
+            gone = [k for k in self._items if matches(k)]
+            for key in gone:
+                del self._items[key]
+        return len(gone)
+
+
+class InvalidationFeed:
+    """The local edge learns of invalidations as CloudFront's edges do, from the distribution's
+    invalidation list: every `interval` seconds it lists the invalidations of `distribution_id` at
+    moto (AWS_ENDPOINT_URL; the site function and build_site.py --publish create them there) and
+    applies the paths of each one it has not seen to `cache`. The ones there at start are history."""
+
+    def __init__(self, cache: Cache, distribution_id: str, endpoint: str, interval: float = 0.2) -> None:
+        import boto3
+
+        self.cache, self.distribution_id, self.interval = cache, distribution_id, interval
+        self.client = boto3.client("cloudfront", endpoint_url=endpoint or None, region_name="us-east-1")
+        self.applied: list[tuple[str, list[str], int]] = []  # (id, paths, answers forgotten)
+        self._seen = set(self._ids())
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="edge-invalidations", daemon=True)
+        self._thread.start()
+
+    def _ids(self) -> list[str]:
+        listing = self.client.list_invalidations(DistributionId=self.distribution_id)["InvalidationList"]
+        return [item["Id"] for item in listing.get("Items", [])]
+
+    def poll(self) -> None:
+        for ident in self._ids():
+            if ident in self._seen:
+                continue
+            batch = self.client.get_invalidation(DistributionId=self.distribution_id, Id=ident)
+            paths = batch["Invalidation"]["InvalidationBatch"]["Paths"].get("Items", [])
+            self.applied.append((ident, paths, self.cache.invalidate(paths)))
+            self._seen.add(ident)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.poll()
+            except Exception:  # noqa: BLE001 - moto gone or busy: the next poll tries again
+                continue
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)

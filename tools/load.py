@@ -123,8 +123,9 @@ class Report:
 class Client:
     """One keep-alive connection per worker thread, reopened when the server closes it."""
 
-    def __init__(self, base_url: str, timeout: float) -> None:
+    def __init__(self, base_url: str, timeout: float, headers: Sequence[tuple[str, str]] = ()) -> None:
         parts = urllib.parse.urlsplit(base_url.rstrip("/"))
+        self.headers = dict(headers)  # sent with every request (chalice local directly: X-Origin-Verify)
         if parts.scheme != "http" or parts.hostname not in (LOOPBACK, "localhost"):
             raise ValueError(f"--url must be http://127.0.0.1:PORT[/prefix] (loopback only), got {base_url!r}")
         self.host, self.port, self.prefix = parts.hostname, parts.port or 80, parts.path
@@ -136,7 +137,8 @@ class Client:
             if self.conn is None:
                 self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
             try:
-                self.conn.request("GET", self.prefix + path, headers={"Accept-Encoding": "gzip", **dict(headers)})
+                self.conn.request("GET", self.prefix + path,
+                                  headers={"Accept-Encoding": "gzip", **self.headers, **dict(headers)})
                 response = self.conn.getresponse()
                 body = response.read()
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
@@ -256,16 +258,18 @@ def check(request: Request, status: int, body: bytes, headers: dict[str, str] | 
 
 
 def run(base_url: str, requests: int, concurrency: int, *, timeout: float = 10.0, max_seconds: float = 120.0,
-        seed: int = 7, progress: Callable[[str], None] = lambda _: None) -> Report:
-    """Send the planned requests from `concurrency` threads; stop early at max_seconds."""
-    catalogue = discover(Client(base_url, timeout))
+        seed: int = 7, progress: Callable[[str], None] = lambda _: None,
+        headers: Sequence[tuple[str, str]] = ()) -> Report:
+    """Send the planned requests from `concurrency` threads; stop early at max_seconds. `headers` go with
+    every request."""
+    catalogue = discover(Client(base_url, timeout, headers))
     todo = plan(catalogue, requests, seed)
     report = Report(requested=len(todo))
     lock, next_index = threading.Lock(), iter(range(len(todo)))
     deadline = time.monotonic() + max_seconds
 
     def worker() -> None:
-        client = Client(base_url, timeout)
+        client = Client(base_url, timeout, headers)
         mine: list[Result] = []
         try:
             while time.monotonic() < deadline:
@@ -305,6 +309,7 @@ def run(base_url: str, requests: int, concurrency: int, *, timeout: float = 10.0
 class Stack:
     base_url: str  # where the load goes: the edge's /api or chalice local itself
     log_path: str  # chalice local's stdout (its request_metrics lines) and the other processes' output
+    headers: tuple[tuple[str, str], ...] = ()  # chalice local directly: CloudFront's X-Origin-Verify
 
 
 @contextmanager
@@ -324,7 +329,8 @@ def local_stack(*, via_edge: bool, days: int, count: int, progress: Callable[[st
             base = f"{stack.edge_url}/api" if stack.edge_url else stack.api_url
             progress(f"load: stack up ({'edge -> ' if via_edge else ''}chalice local {stack.api_url}); "
                      f"log {log_path}")
-            yield Stack(base, log_path)
+            # Straight at chalice local, the load sends what CloudFront would (docs/protection.md).
+            yield Stack(base, log_path, () if stack.edge_url else tuple(stack.origin_headers.items()))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -400,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
                 say("load: tools/edge.py or build_site.py missing: loading chalice local directly")
             with local_stack(via_edge=via_edge, days=args.days, count=args.count, progress=say) as stack:
                 report = run(stack.base_url, args.requests, args.concurrency, timeout=args.timeout,
-                             max_seconds=args.max_seconds, seed=args.seed, progress=say)
+                             max_seconds=args.max_seconds, seed=args.seed, progress=say, headers=stack.headers)
                 time.sleep(0.2)  # chalice local flushes its last metrics lines
                 report.api_ms = api_latencies_ms(stack.log_path)
     except (RuntimeError, ValueError, OSError, subprocess.SubprocessError) as exc:

@@ -206,7 +206,9 @@ def _components() -> dict[str, Any]:
             "ETag": {"required": True, "description": "strong tag of the body",
                      "schema": {"type": "string", "pattern": '^"[0-9a-f]{24}"$'}},
             "Cache-Control": {"required": True, "schema": {"type": "string"},
-                              "description": "public with max-age on answers, no-store on errors and /health"},
+                              "description": "public with max-age on answers (plus s-maxage, how long CloudFront "
+                                             "keeps them, where each publish invalidates them), no-store on "
+                                             "errors and /health"},
             "Retry-After": {"required": True, "schema": {"type": "integer", "minimum": 0},
                             "description": "seconds before S3 is worth asking again"},
             "X-Predictions-Stale": {"required": False, "schema": {"type": "string", "const": "true"},

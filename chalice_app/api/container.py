@@ -60,13 +60,27 @@ def store() -> PredictionStore:
                              max_batch_bytes=cfg.max_batch_bytes, deadline=cfg.s3_request_deadline),
                     cfg.prefix,
                     pointer_ttl=cfg.pointer_ttl,
-                    batch_ttl=cfg.batch_ttl,
+                    # Where CloudFront keeps the answers until the next publish, nothing cached here may
+                    # be older than the site function's wait before it invalidates (POINTER_TTL_SECONDS
+                    # after the newest write): a --force republish is then what CloudFront fetches next.
+                    batch_ttl=min(cfg.batch_ttl, cfg.pointer_ttl) if edge_max_age() else cfg.batch_ttl,
                     max_batches=cfg.max_cached_batches,
                     max_bytes=cfg.max_cached_bytes,
                     max_json_depth=cfg.max_json_depth,
                     max_batch_items=cfg.max_batch_items,
                 )
     return current
+
+
+def edge_max_age() -> int:
+    """The s-maxage of a batch's answer: EDGE_MAX_AGE_SECONDS when each publish invalidates /api/* at
+    CloudFront (the site function does: chalice_app/website/rebuild.py), so the edge keeps an answer
+    until the next publish; 0 (no s-maxage: the edge keeps it max-age, as browsers do) otherwise."""
+    from chalice_app import site_trigger
+
+    cfg = settings()
+    on = cfg.edge_cache == "on" or (cfg.edge_cache == "auto" and site_trigger.enabled(os.environ))
+    return cfg.edge_max_age if on else 0
 
 
 def s3_client(cfg: Settings) -> object:
@@ -94,6 +108,7 @@ def s3_client(cfg: Settings) -> object:
 def begin_invocation() -> bool:
     """Count one invocation; True when it is this container's first (a cold start)."""
     _request.cache_hit = None
+    _request.batch = (None, None)
     with _lock:
         _state["invocations"] += 1
         cold = _state["last_cold"] = _state["invocations"] == 1
@@ -107,6 +122,9 @@ def reset() -> None:
     with _lock:
         _state.update(settings=None, store=None, invocations=0)
         _state.pop("container_id", None)
+    from chalice_app.api import origin
+
+    origin.reset()  # the origin secret and its SSM client are the container's too
 
 
 def last_cold() -> bool:
@@ -126,6 +144,17 @@ def note_cache_hit(hit: bool) -> None:
     """Record a store answer of this request; the request is a hit only if every read was."""
     previous = getattr(_request, "cache_hit", None)
     _request.cache_hit = hit if previous is None else previous and hit
+
+
+def note_batch(date: str | None, model: object) -> None:
+    """Record the batch this request answered from: its date and its model's version, for the log line."""
+    version = model.get("version") if isinstance(model, dict) else None
+    _request.batch = (date, version if isinstance(version, str) else None)
+
+
+def batch_noted() -> tuple[str | None, str | None]:
+    """(date, model version) of the batch this request answered from; (None, None) when none."""
+    return getattr(_request, "batch", (None, None))
 
 
 def cache_hit() -> bool | None:

@@ -9,8 +9,8 @@ from http import HTTPStatus
 
 from chalice import Chalice, Response
 
-from chalice_app import __version__, metrics, site_trigger
-from chalice_app.api import container, warmup
+from chalice_app import __version__, canary, metrics, site_trigger
+from chalice_app.api import container, origin, warmup
 from chalice_app.api.cursor import Cursor, CursorError
 from chalice_app.api.limits import DEFAULT_LIMIT, MAX_LIMIT, MAX_Q_LENGTH
 from chalice_app.api.responses import ApiError, body_response, error_response, json_response
@@ -65,10 +65,11 @@ def _batch_max_age(date: str) -> int:
 
 def _cache_headers(answer: Answer, max_age: int) -> tuple[str, dict]:
     if answer.stale:
-        # A stale copy must not be cached for long: S3 may be back in seconds.
+        # A stale copy must not be cached for long, by browsers or the edge: S3 may be back in seconds.
         ttl = container.settings().retry_after
         return f"public, max-age={ttl}", {STALE_HEADER: "true"}
-    return f"public, max-age={max_age}", {}
+    shared = container.edge_max_age()
+    return (f"public, max-age={max_age}, s-maxage={shared}" if shared else f"public, max-age={max_age}"), {}
 
 
 def _check_date(date: str) -> None:
@@ -105,6 +106,12 @@ def api_view(view: Callable[..., Response]) -> Callable[..., Response]:
     return wrapper
 
 
+def _request_id(event: object) -> str | None:
+    """API Gateway's request id (the access log's `requestId`); Lambda's where there is none (chalice local)."""
+    found = (getattr(event, "context", None) or {}).get("requestId")
+    return found or getattr(app.lambda_context, "aws_request_id", None)
+
+
 @app.middleware("http")
 def _count_invocations(event, get_response) -> Response:  # noqa: ANN001 - Chalice middleware
     started = time.perf_counter()
@@ -116,10 +123,12 @@ def _count_invocations(event, get_response) -> Response:  # noqa: ANN001 - Chali
     if origin:
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Vary"] = "Origin"
+    date, model_version = container.batch_noted()
     metrics.emit_line(metrics.request_line(
         stage=container.settings().stage, route=getattr(event, "path", None) or "unknown",
         status=response.status_code, latency_ms=(time.perf_counter() - started) * 1000, cold=cold,
-        init_duration_ms=container.init_duration_ms() if cold else None, cache_hit=container.cache_hit()))
+        init_duration_ms=container.init_duration_ms() if cold else None, cache_hit=container.cache_hit(),
+        request_id=_request_id(event), date=date, model_version=model_version))
     return response
 
 
@@ -141,6 +150,14 @@ def _warm_up(event, get_response) -> Response:  # noqa: ANN001 - Chalice middlew
     if warmup.is_warmup_path(event):
         # Only reachable by a direct invoke without the marker: the same 404 as any unknown path.
         return error_response(ApiError(404, "not_found", "no such route"))
+    # Only what CloudFront sent (its X-Origin-Verify header), before any route or S3 read: the
+    # execute-api URL answers nothing else (chalice_app/api/origin.py). Warm-ups, invoked directly
+    # with IAM, are answered above.
+    refused = origin.refusal(event.headers)
+    if refused is not None:
+        status, code, message = refused
+        extra = {"Retry-After": str(container.settings().retry_after)} if status == 503 else None
+        return error_response(ApiError(status, code, message), extra)
     return get_response(event)
 
 
@@ -225,6 +242,7 @@ def get_batch(date: str) -> Response:
     next_cursor = None
     if end < len(view):
         next_cursor = Cursor(batch.date, end, cursor.sort, cursor.descending, cursor.q).encode()
+    container.note_batch(batch.date, batch.model)
     cache_control, extra = _cache_headers(answer, _batch_max_age(date))
     # Assembled from text: each item's JSON is encoded once per batch (see Batch.items_json).
     # Latest is never a retracted date (a retract moves it away): only a dated request asks.
@@ -248,6 +266,7 @@ def get_prediction(date: str, pid: str) -> Response:
     prediction = batch.item_json(pid)
     if prediction is None:
         raise ApiError(404, "prediction_not_found", f"no prediction {pid!r} in the batch of {batch.date}")
+    container.note_batch(batch.date, batch.model)
     cache_control, extra = _cache_headers(answer, _batch_max_age(date))
     # Assembled from text, as a page is: the item's JSON and the head are encoded once per batch.
     return body_response(f'{batch.head_json()[:-1]},"prediction":{prediction}}}', cache_control=cache_control,
@@ -283,4 +302,6 @@ def get_report(date: str) -> Response:
 app.register_blueprint(warmer.blueprint)
 # The site function (EventBridge rule on the latest pointer), the same way: chalice_app/site_trigger.py.
 app.register_blueprint(site_trigger.blueprint)
+# The pre-traffic hook of canary deploys, the same way: chalice_app/canary.py.
+app.register_blueprint(canary.blueprint)
 container.mark_ready()

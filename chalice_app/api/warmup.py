@@ -72,7 +72,7 @@ def handle(marker: dict, *, cold: bool, started: float | None = None) -> Any:
     503 when S3 could not be read or the stage has no bucket, so the warmer counts a failure.
     """
     # Imported here: the warmer's Lambda imports this module and must not pull in the store.
-    from chalice_app.api import container
+    from chalice_app.api import container, origin
     from chalice_app.jsontext import encode
     from chalice_app.logs import log_event
     from chalice_app.store.cache import BatchNotFound, StoreUnavailable
@@ -94,6 +94,12 @@ def handle(marker: dict, *, cold: bool, started: float | None = None) -> Any:
                 report.update(latest=batch.date, generated_at=batch.generated_at, preloaded=True, items=len(batch))
             except BatchNotFound:
                 pass  # nothing published yet: the listing is cached, there is no batch to load
+        # The origin secret too, so the container's first request through CloudFront does not read it.
+        # A warm-up itself needs no header: only a principal allowed lambda:InvokeFunction sends one.
+        try:
+            report["origin_secret"] = origin.accepted_values() is not None
+        except origin.SecretUnavailable:
+            report["origin_secret"] = False  # logged (origin_secret_unavailable); requests get a 503
     except StoreUnavailable as exc:
         status, report["error"] = 503, {"code": "storage_unavailable", "message": str(exc)[:200]}
     except Exception as exc:  # noqa: BLE001 - a warm-up must answer, so the warmer can count it

@@ -42,6 +42,10 @@ class Settings:
     # the botocore-free one inside the Lambda runtime only, botocore everywhere else (moto's mock_aws).
     s3_client: str = "auto"
     retry_after: int = 5
+    # How long CloudFront keeps a batch's answer (s-maxage), when something invalidates /api/* at
+    # each publish: EDGE_CACHE "on", or "auto" and the stage's site function runs (SITE_REBUILD_ENABLED).
+    edge_max_age: int = 86400
+    edge_cache: str = "auto"
     cors_origin: str = ""
     # Bounds on what one S3 object of the contract may cost a container (and the publish command):
     # bytes as stored, bytes once decompressed, and JSON nesting depth. Sized well below the
@@ -74,6 +78,8 @@ ENV_VARS: dict[str, str] = {
     "S3_REQUEST_DEADLINE_SECONDS": "s3_request_deadline",
     "S3_CLIENT": "s3_client",
     "RETRY_AFTER_SECONDS": "retry_after",
+    "EDGE_MAX_AGE_SECONDS": "edge_max_age",
+    "EDGE_CACHE": "edge_cache",
     "CORS_ALLOW_ORIGIN": "cors_origin",
     "MAX_STORED_BYTES": "max_stored_bytes",
     "MAX_BATCH_BYTES": "max_batch_bytes",
@@ -83,6 +89,7 @@ ENV_VARS: dict[str, str] = {
 }
 
 S3_CLIENTS = ("auto", "stdlib", "botocore")
+EDGE_CACHE_MODES = ("auto", "on", "off")
 
 _TYPES = {f.name: f.type for f in fields(Settings)}
 
@@ -93,7 +100,9 @@ def _convert(env_name: str, field: str, raw: str) -> object:
         value = raw.strip()
         if field == "s3_client" and value.lower() not in S3_CLIENTS:
             raise SettingsError(f"{env_name}={raw!r}: one of {', '.join(S3_CLIENTS)}")
-        return value.lower() if field == "s3_client" else value
+        if field == "edge_cache" and value.lower() not in EDGE_CACHE_MODES:
+            raise SettingsError(f"{env_name}={raw!r}: one of {', '.join(EDGE_CACHE_MODES)}")
+        return value.lower() if field in ("s3_client", "edge_cache") else value
     try:
         value = int(raw) if kind == "int" else float(raw)
     except ValueError:

@@ -14,7 +14,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from chalice_app.contract import BATCH_FILE
@@ -87,6 +87,9 @@ class Sources:
 
     dates: dict[str, dict[str, str]]  # date -> {name: ETag}, newest first
     others: dict[str, str]  # key below the prefix -> ETag
+    # key below the prefix -> when it was last written (UTC, ISO 8601, whole seconds, as S3 says it):
+    # which dates the API answers differently since the last rebuild (api_changed_dates)
+    modified: dict[str, str] = field(default_factory=dict)
 
 
 def source_files(store: PredictionStore) -> Sources:
@@ -98,12 +101,15 @@ def source_files(store: PredictionStore) -> Sources:
     source = store.source
     client, bucket = getattr(source, "client", None), getattr(source, "bucket", None)
     found: dict[str, str] = {}
+    modified: dict[str, str] = {}
     if client is not None and bucket is not None:
         kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": store.prefix}
         while True:
             page = client.list_objects_v2(**kwargs)
             for obj in page.get("Contents", ()):
                 found[obj["Key"][len(store.prefix) :]] = str(obj.get("ETag", "")).strip('"')
+                if obj.get("LastModified") is not None:
+                    modified[obj["Key"][len(store.prefix) :]] = _utc_text(obj["LastModified"])
             token = page.get("NextContinuationToken")
             if not page.get("IsTruncated") or not token:
                 break
@@ -114,6 +120,7 @@ def source_files(store: PredictionStore) -> Sources:
             for name in names:
                 path = os.path.join(folder, name)
                 found[os.path.relpath(path, root).replace(os.sep, "/")] = _md5_of(path)
+                modified[os.path.relpath(path, root).replace(os.sep, "/")] = _utc_text(os.stat(path).st_mtime)
     dates: dict[str, dict[str, str]] = {}
     others: dict[str, str] = {}
     for key, etag in sorted(found.items()):
@@ -124,7 +131,67 @@ def source_files(store: PredictionStore) -> Sources:
             others[key] = etag
     for date in [d for d, files in dates.items() if BATCH_FILE not in files]:
         others.update({f"{date}/{name}": etag for name, etag in dates.pop(date).items()})
-    return Sources(dict(sorted(dates.items(), reverse=True)), others)
+    return Sources(dict(sorted(dates.items(), reverse=True)), others, modified)
+
+
+def _utc_text(when: Any) -> str:
+    """A datetime (S3's LastModified) or a POSIX time as 2026-11-23T04:00:00Z: text that sorts as time."""
+    import datetime as dt
+
+    if not isinstance(when, dt.datetime):
+        when = dt.datetime.fromtimestamp(float(when), dt.UTC)
+    elif when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+API_MARK_KEYS = 8  # a watermark names at most this many objects of its last second (S3 metadata is 2 KB)
+
+
+def api_changed_dates(sources: Sources, since: str | None) -> set[str] | None:
+    """The dates whose API answers may differ from what CloudFront keeps: every date with an object
+    (its batch, its gate report, a retract's mark `retracted/<date>.json`) written since `since`, the
+    api_watermark of the last finished rebuild. None when `since` is unknown: every answer may differ.
+
+    S3 keeps whole seconds, so the watermark also names the dated objects of its last second (key and
+    ETag): any other object of that second is new."""
+    when_seen, _, seen = (since or "").partition(" ")
+    if not when_seen:
+        return None
+    known = set(seen.split())
+    changed = set()
+    for key, when in sources.modified.items():
+        date = api_date_of(key)
+        if date is None or when < when_seen or (when == when_seen and _tagged(sources, key) in known):
+            continue
+        changed.add(date)
+    return changed
+
+
+def api_watermark(sources: Sources) -> str:
+    """The newest write under the prefix and the dated objects written in that second, for the next
+    rebuild's api_changed_dates ("" when there is nothing; "*" for more than API_MARK_KEYS objects)."""
+    newest = max(sources.modified.values(), default="")
+    if not newest:
+        return ""
+    last = sorted(_tagged(sources, key) for key, when in sources.modified.items()
+                  if when == newest and api_date_of(key) is not None)
+    return " ".join([newest, *(last if len(last) <= API_MARK_KEYS else ["*"])])
+
+
+def api_date_of(key: str) -> str | None:
+    """The date a key below the prefix belongs to: `<date>/<name>` or a retract's `retracted/<date>.json`."""
+    from chalice_app.contract import RETRACTED_DIR, is_valid_date
+
+    name = key.removeprefix(RETRACTED_DIR).removesuffix(".json") if key.startswith(RETRACTED_DIR) else key
+    date = name.partition("/")[0]
+    return date if is_valid_date(date) else None
+
+
+def _tagged(sources: Sources, key: str) -> str:
+    date, _, name = key.partition("/")
+    etag = sources.dates.get(date, {}).get(name) or sources.others.get(key, "")
+    return f"{key}:{etag[:8]}"
 
 
 def _md5_of(path: str) -> str:
@@ -233,7 +300,9 @@ def build(store: PredictionStore, out_dir: str, days: int = DEFAULT_DAYS, *, sit
     doc = json.loads(files["manifest.json"])
     if sources is not None:
         site = site_fingerprint(site_dir)
-        write_state(out_dir, {"inputs": inputs_digest(sources, site, days),
+        # "api-since" (rebuild.API_MARK): the site function's first rebuild invalidates the API's answers
+        # written since this build's listing, not every one.
+        write_state(out_dir, {"inputs": inputs_digest(sources, site, days), "api-since": api_watermark(sources),
                               "fingerprints": {d: date_fingerprint(d, sources.dates, site) for d in doc["dates"]}})
     result = BuildResult(os.path.abspath(out_dir), doc["latest"], doc["dates"],
                          {p: len(b) for p, b in sorted(files.items())}, time.monotonic() - started)

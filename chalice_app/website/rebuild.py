@@ -17,7 +17,10 @@ One rebuild:
 3. Upload only files whose content changed (assets, new pages, live pages), then delete pages no
    longer built (chalice_app/website/sync.py).
 4. Invalidate the changed HTML paths: every page that differs from the last *finished* build's
-   manifest, so pages uploaded by an attempt that failed later are invalidated by the next one.
+   manifest, so pages uploaded by an attempt that failed later are invalidated by the next one; and
+   the API's answers that may have changed (latest, the date list, each date written since the last
+   finished rebuild: sync.api_invalidation_paths), which CloudFront keeps until the next publish,
+   no sooner than the API's pointer TTL after the newest write.
 5. Last, write manifest.json with the done-mark (the pointer, the inputs digest, the fingerprints).
 
 Any failure before step 5 leaves the previous done-mark, so the next attempt does the work again;
@@ -41,6 +44,9 @@ from chalice_app.contract import pointer_key
 from chalice_app.logs import log_event
 from chalice_app.website import render
 from chalice_app.website.build import (
+    api_changed_dates,
+    api_date_of,
+    api_watermark,
     date_fingerprint,
     inputs_digest,
     read_state,
@@ -53,6 +59,7 @@ from chalice_app.website.serving import cache_control_for, content_type_for
 from chalice_app.website.sync import (
     MANIFEST,
     SyncPlan,
+    api_invalidation_paths,
     apply_sync,
     digests,
     invalidation_paths,
@@ -65,6 +72,7 @@ from chalice_app.website.view import DEFAULT_DAYS
 POINTER_MARK = "pointer"  # the pointer the live site was built from (ETag@LastModified)
 INPUTS_MARK = "inputs"  # build.inputs_digest: every batch's ETag, the templates and code, the window
 FINGERPRINTS_MARK = "fingerprints"  # build.date_fingerprint of each of the manifest's "dates", in order
+API_MARK = "api-since"  # build.api_watermark: the newest write under the prefix this rebuild saw
 UNKNOWN = "-"  # a date whose fingerprint is unknown: its pages are always rendered again
 ATTEMPTS = 3
 BACKOFF_SECONDS = (1.0, 4.0)  # before the 2nd and 3rd attempt
@@ -169,6 +177,7 @@ class DirSite:
         state = read_state(self.root)
         self._mark: str | None = state.get(POINTER_MARK)
         self._inputs: str | None = state.get(INPUTS_MARK)
+        self._api: str | None = state.get(API_MARK)
         found = state.get(FINGERPRINTS_MARK)
         self._fingerprints: dict[str, str] = {
             k: v for k, v in found.items() if isinstance(v, str)} if isinstance(found, dict) else {}
@@ -177,7 +186,7 @@ class DirSite:
         return self.root
 
     def state(self) -> dict[str, str]:
-        found = {POINTER_MARK: self._mark, INPUTS_MARK: self._inputs}
+        found = {POINTER_MARK: self._mark, INPUTS_MARK: self._inputs, API_MARK: self._api}
         return {k: v for k, v in found.items() if v is not None}
 
     def mark(self) -> str | None:
@@ -220,8 +229,9 @@ class DirSite:
     def commit(self, manifest: bytes, mark: dict[str, str], progress: Progress) -> None:
         self._write(MANIFEST, manifest)
         self._mark, self._inputs = mark.get(POINTER_MARK), mark.get(INPUTS_MARK)
+        self._api = mark.get(API_MARK)
         self._fingerprints = decode_fingerprints(_parsed(manifest), mark.get(FINGERPRINTS_MARK))
-        write_state(self.root, {POINTER_MARK: self._mark, INPUTS_MARK: self._inputs,
+        write_state(self.root, {POINTER_MARK: self._mark, INPUTS_MARK: self._inputs, API_MARK: self._api,
                                 FINGERPRINTS_MARK: self._fingerprints})
         progress("manifest.json written: the rebuild is done")
 
@@ -332,8 +342,13 @@ def pointer_mark(client: Any, bucket: str, prefix: str) -> str | None:
 
 def rebuild(store: Any, site: Any, *, pointer: str | None, days: int = DEFAULT_DAYS, cloudfront: Any = None,
             distribution_id: str = "", progress: Progress = lambda _: None,
-            site_dir: str | None = None) -> RebuildResult:
+            site_dir: str | None = None, api_settle: float = 0.0,
+            sleep: Callable[[float], None] = time.sleep) -> RebuildResult:
     """Bring `site` to the render of `store`'s current batches; see the module docstring.
+
+    The invalidation also names the API's answers that may have changed (sync.api_invalidation_paths),
+    sent no sooner than `api_settle` seconds (the API's POINTER_TTL_SECONDS) after the newest write
+    under the prefix, so that no API container still answers from what it read before it.
 
     Raises on any failure, the done-mark not written: calling it again does what is left."""
     started = time.monotonic()
@@ -360,10 +375,27 @@ def rebuild(store: Any, site: Any, *, pointer: str | None, days: int = DEFAULT_D
     result.uploaded, result.deleted = list(plan.uploads), list(plan.deletes)
     # The manifest is the done-mark: written alone, after everything else succeeded.
     plan.uploads = [key for key in plan.uploads if key != MANIFEST]
-    result.invalidated = invalidation_paths(sorted(changed_since(live, manifest) | set(result.uploaded)
-                                                        | set(result.deleted)))
+    site_paths = invalidation_paths(sorted(changed_since(live, manifest) | set(result.uploaded)
+                                           | set(result.deleted)))
+    # The API's dates: those written since the last finished rebuild, and latest when it is another
+    # date (a republish of a retracted date deletes the retract's mark, which no listing shows).
+    api_dates = api_changed_dates(sources, done.get(API_MARK))
+    api_mark = api_watermark(sources)
+    moved = manifest.get("latest") != (live or {}).get("latest")
+    if api_dates is not None and moved:
+        api_dates.add(manifest["latest"])
+    if api_dates and not moved and all(_ahead_of_pointer(sources, date, manifest["latest"]) for date in api_dates):
+        # Mid-publish: a batch (and its report) of latest or newer, written after the pointer. The
+        # pointer's event comes next and invalidates them with latest: one invalidation per publish, not
+        # three. Until then they count as unseen (the mark stays), so a publish that never moves the
+        # pointer is caught by the next rebuild.
+        api_paths, api_mark = [], done.get(API_MARK, "")
+    else:
+        api_paths = api_invalidation_paths(api_dates)
+    result.invalidated = site_paths if site_paths == ["/*"] else site_paths + api_paths
     site.apply(files, plan, progress)
     if result.invalidated and cloudfront is not None and distribution_id:
+        _settle(api_watermark(sources).partition(" ")[0], api_settle, sleep)
         reference = hashlib.sha256(repr((pointer, inputs, result.invalidated)).encode()).hexdigest()[:32]
         answer = cloudfront.create_invalidation(
             DistributionId=distribution_id,
@@ -372,12 +404,35 @@ def rebuild(store: Any, site: Any, *, pointer: str | None, days: int = DEFAULT_D
         result.invalidation_id = answer["Invalidation"]["Id"]
     fingerprints.update({date: date_fingerprint(date, sources.dates, code) for date in manifest["dates"]
                          if date not in fingerprints})
-    mark = {INPUTS_MARK: inputs, FINGERPRINTS_MARK: encode_fingerprints(manifest["dates"], fingerprints)}
+    mark = {INPUTS_MARK: inputs, FINGERPRINTS_MARK: encode_fingerprints(manifest["dates"], fingerprints),
+            API_MARK: api_mark}
     if pointer is not None:
         mark[POINTER_MARK] = pointer
     site.commit(files[MANIFEST], mark, progress)
     result.ms = round((time.monotonic() - started) * 1000, 1)
     return result
+
+
+def _ahead_of_pointer(sources: Any, date: str, latest: str) -> bool:
+    """Whether `date` is latest or newer and an object of it was written after the pointer was."""
+    from chalice_app.contract import POINTER_FILE
+
+    pointer = sources.modified.get(POINTER_FILE, "")
+    return date >= latest and any(when > pointer for key, when in sources.modified.items()
+                                  if api_date_of(key) == date)
+
+
+def _settle(newest: str, seconds: float, sleep: Callable[[float], None]) -> None:
+    """Wait until `seconds` (and S3's rounding: a second) have passed since `newest` (UTC text, S3's clock)."""
+    import datetime as dt
+
+    if not newest or seconds <= 0:
+        return
+    written = dt.datetime.strptime(newest, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC).timestamp()
+    # S3 keeps whole seconds: the write may have been up to a second after `newest`.
+    wait = written + 1 + seconds - time.time()
+    if wait > 0:
+        sleep(min(wait, seconds + 1))
 
 
 # -- the Lambda handler ------------------------------------------------------------------------------
@@ -430,7 +485,8 @@ def handle(event: Mapping[str, Any], env: Mapping[str, str] | None = None, *, cl
             store = s3_store(settings, clients.s3)  # a new store: never a pointer cached by an earlier event
             mark = pointer_mark(clients.s3, settings.bucket, settings.prefix)
             result = rebuild(store, site, pointer=mark, days=target.days, cloudfront=clients.cloudfront,
-                             distribution_id=target.distribution_id)
+                             distribution_id=target.distribution_id, api_settle=settings.pointer_ttl,
+                             sleep=sleep)
         except Exception as exc:  # noqa: BLE001 - a broken template, S3 or CloudFront: retried, then counted
             error = f"{type(exc).__name__}: {str(exc)[:300]}"
         else:

@@ -66,6 +66,29 @@ def invalidation_paths(changed: list[str]) -> list[str]:
     return sorted(paths)
 
 
+# The API behind CloudFront's /api/* (docs/api.md): its batch answers are kept at the edge until the
+# next publish, so each rebuild invalidates what a publish, retract or backfill may have changed.
+API_PREFIX = "/api"
+API_EVERYTHING = f"{API_PREFIX}/*"
+API_ALWAYS = (f"{API_PREFIX}/predictions", f"{API_PREFIX}/predictions/latest*", f"{API_PREFIX}/reports/latest")
+MAX_API_DATES = 4  # more changed dates than this: one "/api/*" (CloudFront allows 15 wildcard paths in progress)
+
+
+def api_invalidation_paths(dates: set[str] | None) -> list[str]:
+    """CloudFront paths of the API's answers that may differ after a rebuild: the date list (no query
+    string), `latest` (its pages with any query string and its ids: one wildcard) and its report,
+    and for each date in `dates` (what rebuild.py found written since the last rebuild, and latest when
+    it moved) its pages and ids (`/api/predictions/<date>*`) and its report. CloudFront keys /api/* on
+    the query string, and an exact path invalidates only the answer without one; a path ending in `*` every answer it
+    starts. Errors are never kept (`no-store`, a 404 included), so a date that did not exist needs
+    nothing. `dates` None (unknown what changed) or more than MAX_API_DATES: everything, one path."""
+    if dates is None or len(dates) > MAX_API_DATES:
+        return [API_EVERYTHING]
+    paths = list(API_ALWAYS)
+    for date in sorted(dates):
+        paths += [f"{API_PREFIX}/predictions/{date}*", f"{API_PREFIX}/reports/{date}"]
+    return paths
+
 
 @dataclass
 class SyncPlan:
