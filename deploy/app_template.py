@@ -240,6 +240,11 @@ def merge_template(stage: str, app_name: str, functions: Iterable[str], settings
             "TARGET_VERSION": {"Fn::GetAtt": ["APIHandler.Version", "Version"]}}}
         resources.update(canary_alarms(stage, app_name, settings))
         resources["CodeDeployRole"] = codedeploy_role(stage, app_name)
+    if "Warmer" in functions:
+        # The warmer warms what readers reach: the alias. .chalice/config.json names the bare function, which
+        # is what `chalice deploy --stage S` (one developer's stage, no alias) has.
+        resources["Warmer"]["Properties"]["Environment"] = {"Variables": {
+            "WARM_TARGET_FUNCTION": f"{function_name(stage, app_name, 'APIHandler')}:{ALIAS}"}}
     # API Gateway calls the alias; its permission must name the alias too.
     resources["APIHandlerInvokePermission"] = {"Properties": {"FunctionName": {"Ref": "APIHandler.Alias"}}}
     rest: dict[str, Any] = {

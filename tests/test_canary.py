@@ -92,11 +92,15 @@ def test_the_stage_throttle_comes_from_the_stage_settings(stage):
 @pytest.mark.parametrize("stage", SHARED)
 def test_the_warmer_warms_the_alias_and_may_invoke_nothing_else(stage):
     warmer = CONFIG["stages"][stage]["lambda_functions"]["warmer"]
-    assert warmer["environment_variables"]["WARM_TARGET_FUNCTION"] == f"predictions-{stage}:live"
+    merged_env = merged(stage)["Resources"]["Warmer"]["Properties"]["Environment"]["Variables"]
+    assert merged_env == {"WARM_TARGET_FUNCTION": f"predictions-{stage}:live"}
+    # config.json keeps the bare name: `chalice deploy --stage S` (a developer's own stage) has no alias.
+    assert warmer["environment_variables"]["WARM_TARGET_FUNCTION"] == f"predictions-{stage}"
     with open(os.path.join(PROJECT_DIR, ".chalice", warmer["iam_policy_file"])) as fh:
         policy = json.load(fh)
     invoke = [s for s in policy["Statement"] if "lambda:InvokeFunction" in s["Action"]]
-    assert [s["Resource"] for s in invoke] == [[f"arn:aws:lambda:*:*:function:predictions-{stage}:live"]]
+    assert [s["Resource"] for s in invoke] == [[f"arn:aws:lambda:*:*:function:predictions-{stage}",
+                                                f"arn:aws:lambda:*:*:function:predictions-{stage}:live"]]
 
 
 @pytest.mark.parametrize("stage", SHARED)
@@ -229,6 +233,9 @@ def test_codedeploy_shifts_the_alias_with_the_hook_and_rolls_back_on_alarms(tran
     assert hook_env["TARGET_FUNCTION"] == f"predictions-{stage}"
     assert hook_env["TARGET_VERSION"] == {"Fn::GetAtt": [version_id, "Version"]}
     assert template["Resources"]["PreTraffic"]["Properties"]["FunctionName"] == f"predictions-{stage}-pretraffic"
+    warmer_env = template["Resources"]["Warmer"]["Properties"]["Environment"]["Variables"]
+    assert warmer_env["WARM_TARGET_FUNCTION"] == f"predictions-{stage}:live"
+    assert warmer_env["WARMER_CONCURRENCY"]  # the merge adds the alias, the rest of the environment stays
 
 
 @pytest.mark.slow
@@ -351,3 +358,17 @@ def test_the_deployer_policy_knows_every_resource_type_of_the_canary_stack(trans
 
     template, _ = transformed[stage]
     assert {r["Type"] for r in template["Resources"].values()} <= APP_TYPES
+
+
+def test_the_hook_sends_the_origin_header_a_locked_version_requires(version, put_batch, origin_check_on):
+    import boto3
+
+    put_batch("2026-11-20", n=3)
+    parameter = os.environ["ORIGIN_SECRET_PARAMETER"]  # the local stage's, from local_env
+    boto3.client("ssm", region_name="us-east-1").put_parameter(Name=parameter, Value="new-secret,old-secret",
+                                                               Type="SecureString")
+    headers = canary.origin_headers(os.environ)
+    assert headers == {"X-Origin-Verify": "new-secret"}  # what CloudFront sends now
+    assert canary.check_version(version, headers) == []
+    refused = canary.check_version(version)  # a version called without it refuses, as the execute-api URL does
+    assert len(refused) == 2 and all("status 403" in f for f in refused)

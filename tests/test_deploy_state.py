@@ -440,10 +440,11 @@ def test_the_merge_template_names_the_functions_the_stage_has():
         "APIHandler": "predictions-dev", "Warmer": "predictions-dev-warmer", "Site": "predictions-dev-site",
         "PreTraffic": "predictions-dev-pretraffic"}
     assert resources["RestAPI"]["Properties"]["Name"] == "predictions"
-    # The name the warmer's target uses, on the alias the API's traffic goes to (tests/test_canary.py).
+    # The name the warmer's target uses (config.json), on the alias the API's traffic goes to in the stack.
     warmer_env = config["stages"]["prod"]["lambda_functions"]["warmer"]["environment_variables"]
-    api = app_stack.merge_template("prod", "predictions", ["APIHandler"], config)["Resources"]["APIHandler"]
-    assert warmer_env["WARM_TARGET_FUNCTION"] == f"{api['Properties']['FunctionName']}:live"
+    prod = app_stack.merge_template("prod", "predictions", ["APIHandler", "Warmer"], config)["Resources"]
+    assert warmer_env["WARM_TARGET_FUNCTION"] == prod["APIHandler"]["Properties"]["FunctionName"]
+    assert prod["Warmer"]["Properties"]["Environment"]["Variables"]["WARM_TARGET_FUNCTION"] == "predictions-prod:live"
 
 
 def test_the_code_key_is_the_hash_of_the_contents_not_of_the_zip(tmp_path):

@@ -33,13 +33,14 @@ def test_the_warmer_policy_invokes_only_its_stage_api_and_writes_only_its_logs(s
     function = CONFIG["stages"][stage]["lambda_functions"]["warmer"]
     assert function["iam_policy_file"] == f"policy-warmer-{stage}.json"
     target = function["environment_variables"]["WARM_TARGET_FUNCTION"]
-    # The alias API Gateway calls, where the stage deploys through the app stack (tests/test_canary.py).
-    alias = ":live" if stage in ("dev", "prod") else ""
-    assert target == f"{CONFIG['app_name']}-{stage}{alias}"
+    # The bare function (chalice deploy); the app stack's merge template qualifies it with the alias live,
+    # which the policy allows too (tests/test_canary.py).
+    assert target == f"{CONFIG['app_name']}-{stage}"
     by_action = {a: s for s in policy(function["iam_policy_file"]) for a in s["Action"]}
     assert set(by_action) == {"lambda:InvokeFunction", "logs:CreateLogGroup", "logs:CreateLogStream",
                               "logs:PutLogEvents"}
-    assert by_action["lambda:InvokeFunction"]["Resource"] == [f"arn:aws:lambda:*:*:function:{target}"]
+    alias = [f"arn:aws:lambda:*:*:function:{target}:live"] if stage in ("dev", "prod") else []
+    assert by_action["lambda:InvokeFunction"]["Resource"] == [f"arn:aws:lambda:*:*:function:{target}", *alias]
     assert by_action["logs:PutLogEvents"]["Resource"] == [
         f"arn:aws:logs:*:*:log-group:/aws/lambda/{CONFIG['app_name']}-{stage}-warmer:*"]
 
@@ -92,7 +93,7 @@ def test_each_stage_gets_its_schedule_or_none(packages, stage):
     assert warmer["Handler"] == "chalice_app.warming.scheduled.warm_api"
     assert warmer["MemorySize"] == 128 and warmer["Timeout"] == 30
     variables = warmer["Environment"]["Variables"]
-    assert variables["WARM_TARGET_FUNCTION"] == f"predictions-{stage}:live"
+    assert variables["WARM_TARGET_FUNCTION"] == f"predictions-{stage}"  # plain chalice package: no alias
     assert variables["WARMER_CONCURRENCY"] == concurrency
     assert warmer["Role"] == {"Fn::GetAtt": ["WarmerRole", "Arn"]}
 
