@@ -226,9 +226,15 @@ def _components() -> dict[str, Any]:
             "NotFound": error("no such batch (`batch_not_found`) or id (`prediction_not_found`)"),
             "Unavailable": error("S3 cannot be read and nothing cached can answer (`storage_unavailable`), "
                                  "the batch is over the stage's size limits (`batch_too_large`), "
-                                 "or the stage names no bucket (`not_configured`)",
+                                 "the stage names no bucket (`not_configured`), or the origin secret cannot be read "
+                                 "(`origin_check_unavailable`)",
                                  {"Retry-After": _ref("headers", "Retry-After")}),
             "InternalError": error("a bug: never a traceback, only `internal_error`"),
+            "Forbidden": error("not through the site's CloudFront: the request lacks the origin header CloudFront "
+                               "adds (`forbidden`); call the API at `https://<site>/api/...`, not execute-api"),
+            "Throttled": error("past the stage's rate and burst (`throttled`), answered by API Gateway before the "
+                               "function runs; retry after `Retry-After` seconds",
+                               {"Retry-After": _ref("headers", "Retry-After")}),
         },
     }
 
@@ -245,9 +251,10 @@ def _ok(description: str, schema: str, *, etag: bool = True) -> dict[str, Any]:
 
 
 def _errors(*statuses: str) -> dict[str, Any]:
-    names = {"304": "NotModified", "400": "BadRequest", "404": "NotFound", "500": "InternalError",
-             "503": "Unavailable"}
-    return {status: _ref("responses", names[status]) for status in statuses}
+    names = {"304": "NotModified", "400": "BadRequest", "403": "Forbidden", "404": "NotFound", "429": "Throttled",
+             "500": "InternalError", "503": "Unavailable"}
+    # Every route: the origin check (403) and the stage throttle (429) come before any route's own answers.
+    return {status: _ref("responses", names[status]) for status in sorted({*statuses, "403", "429"})}
 
 
 # The hand-written half: one entry per (Chalice path, method). Chalice's path is the key as is,
