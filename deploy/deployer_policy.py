@@ -27,6 +27,8 @@ import os
 import sys
 from typing import Any
 
+from deploy.generated_file import write_or_check
+
 POLICY_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "deployer-policy.json")
 PLACEHOLDERS = ("AppName", "Stage", "Region", "AccountId", "PredictionsBucket", "PredictionsPrefix")
 
@@ -367,16 +369,7 @@ def main(argv: list[str] | None = None) -> int:
                 json.dump(document, fh, indent=2)
             print(f"wrote {path}: aws iam create-policy --policy-name {name} --policy-document file://{path}")
         return 0
-    if args.check:
-        with open(POLICY_PATH, encoding="utf-8") as fh:
-            if fh.read() != text():
-                print("deploy/deployer-policy.json is stale: run `python -m deploy.deployer_policy`", file=sys.stderr)
-                return 1
-        return 0
-    with open(POLICY_PATH, "w", encoding="utf-8") as fh:
-        fh.write(text())
-    print(f"wrote {os.path.relpath(POLICY_PATH)}")
-    return 0
+    return write_or_check(POLICY_PATH, text(), "deploy.deployer_policy", check=args.check)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ import sys
 from typing import Any
 
 from deploy import deployer_policy
+from deploy.generated_file import write_or_check
 
 TEMPLATE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "oidc-roles.json")
 STAGES = ("dev", "prod")
@@ -202,20 +203,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="exit 1 when deploy/oidc-roles.json is not the generator's output")
     args = p.parse_args(argv)
     text = render()
-    if args.check:
-        try:
-            with open(TEMPLATE_PATH, encoding="utf-8") as fh:
-                current = fh.read()
-        except FileNotFoundError:
-            current = ""
-        if current != text:
-            print("deploy/oidc-roles.json is stale: run `python -m deploy.oidc_roles`", file=sys.stderr)
-            return 1
-        return 0
-    with open(TEMPLATE_PATH, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    print(f"wrote {os.path.relpath(TEMPLATE_PATH)}")
-    return 0
+    return write_or_check(TEMPLATE_PATH, text, "deploy.oidc_roles", check=args.check)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from typing import Any
 from chalice_app import metrics
 from chalice_app.website.serving import response_headers_policy_config
 from deploy import not_found_function
+from deploy.generated_file import write_or_check
 
 TEMPLATE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "stack.json")
 
@@ -614,16 +615,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--check", action="store_true", help="exit 1 when deploy/stack.json is not the generator's output")
     args = p.parse_args(argv)
     text = render()
-    if args.check:
-        with open(TEMPLATE_PATH, encoding="utf-8") as fh:
-            if fh.read() != text:
-                print("deploy/stack.json is stale: run `python -m deploy.stack_template`", file=sys.stderr)
-                return 1
-        return 0
-    with open(TEMPLATE_PATH, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    print(f"wrote {os.path.relpath(TEMPLATE_PATH)}")
-    return 0
+    return write_or_check(TEMPLATE_PATH, text, "deploy.stack_template", check=args.check)
 
 
 if __name__ == "__main__":
