@@ -8,6 +8,7 @@ however the with-block ends.
 from __future__ import annotations
 
 import json
+import datetime
 import os
 import queue
 import signal
@@ -253,8 +254,20 @@ def test_make_run_prints_the_urls_and_the_publish_command_and_ctrl_c_stops_it(tm
         assert f"Site       {site}" in seen
         publish = next(line for line in seen if line.startswith("Publish    "))
         assert publish.startswith(f"Publish    AWS_ENDPOINT_URL={s3} AWS_ACCESS_KEY_ID=testing ")
-        assert publish.endswith("predictions-publish FILE --date YYYY-MM-DD --stage local")
+        tomorrow = (datetime.datetime.now(datetime.timezone.utc).date() + datetime.timedelta(days=1)).isoformat()
+        assert publish.endswith(f"predictions-publish build/next-batch.csv --date {tomorrow} --stage local "
+                                "--model-name demand-forecast --model-version 3.2.0")
         assert get(f"{site}/api/predictions")[0] == 200
+        # It runs as printed, pasted into another terminal with no AWS settings: the next day's batch is latest.
+        bare = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        done = subprocess.run(publish.removeprefix("Publish    "), shell=True, cwd=PROJECT_DIR, env=bare,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert "gate: passed" in done.stderr and f"latest -> {tomorrow}" in done.stderr
+        deadline = time.monotonic() + 15  # the local stage trusts its pointer for POINTER_TTL_SECONDS (2 s)
+        while get(f"{api}/predictions", {name: value})[1]["latest"] != tomorrow:
+            assert time.monotonic() < deadline, "the published batch never became latest"
+            time.sleep(0.2)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0
     finally:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import logging
 import os
 import shlex
@@ -40,6 +41,7 @@ from typing import IO, Any
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOOPBACK = "127.0.0.1"
+NEXT_BATCH = os.path.join(PROJECT_DIR, "build", "next-batch.csv")  # what make run's Publish line publishes
 STAGE = "local"  # the stage `chalice local --stage local` serves: its bucket is the one seeded
 FAKE_AWS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -268,6 +270,7 @@ class LocalStack:
     log_path: str | None = None  # where the started processes write, when not to this terminal
     build_seconds: float | None = None  # how long build_site.py took
     forced_date: str | None = None  # the sample date published with --force (forced_demo, make run)
+    seeded: tuple[str, int] | None = None  # (the newest seeded date, rows a day): what the next batch follows
     origin_secret: str | None = None  # what the edge sends chalice local as X-Origin-Verify (api=True)
     follower: SiteFollower | None = None  # re-renders site_dir when the pointer moves (site=True)
     distribution_id: str | None = None  # moto's distribution the follower invalidates (follow and edge)
@@ -325,6 +328,26 @@ class LocalStack:
     def publish_argv(self, file: str = "FILE", date: str = "YYYY-MM-DD", *extra: str) -> list[str]:
         """The publish command for this stack (run it with env=stack.env)."""
         return [*publish_program(), file, "--date", date, "--stage", STAGE, *extra]
+
+    def write_next_batch(self, path: str) -> list[str]:
+        """Write the day after the newest seeded batch, as a model job's CSV (same products, same columns, the
+        same model), to `path`; the arguments that publish it: FILE --date D --model-name N --model-version V.
+        It passes the publish gate: its rows, fields and distributions are those of the days before."""
+        import csv
+
+        from chalice_app.publishing.sample import MODEL, make_batch
+
+        if self.seeded is None:
+            raise RuntimeError("no sample batch was seeded: nothing to follow")
+        newest, count = self.seeded
+        date = (dt.date.fromisoformat(newest) + dt.timedelta(days=1)).isoformat()
+        doc = make_batch(date, count)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "w", encoding="utf-8", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=[f["name"] for f in doc["fields"]])
+            writer.writeheader()
+            writer.writerows(doc["predictions"])
+        return [path, date, "--model-name", MODEL["name"], "--model-version", MODEL["version"]]
 
     def publish_command(self, file: str = "FILE", date: str = "YYYY-MM-DD", *extra: str) -> str:
         """The same as a shell line, its environment included, to paste into another terminal."""
@@ -440,6 +463,8 @@ def local_stack(*, days: int = 7, count: int = 200, end_date: str | None = None,
         if fresh:
             reset_moto(endpoint)
         say(f"S3 (moto)  {endpoint}  seeding s3://{bucket}: {days} days x {count}")
+        if days > 0:
+            stack.seeded = (end_date or time.strftime("%Y-%m-%d", time.gmtime()), count)
         stack.forced_date = seed(endpoint, bucket, days=days, count=count, end_date=end_date, prefix=prefix,
                                  forced_demo=forced_demo)
         output = cleanup.enter_context(open(log_path, "ab")) if log_path else None
@@ -603,7 +628,13 @@ def main(argv: list[str] | None = None) -> int:
         with local_stack(days=args.days, count=args.count, site=with_site, edge=with_site, s3_port=args.s3_port,
                          api_port=args.api_port, edge_port=args.site_port, site_dir=args.site_dir,
                          follow=with_site, progress=say, forced_demo=True) as stack:
-            say(f"Publish    {stack.publish_command()}")
+            if stack.seeded is not None:
+                file, date, *model = stack.write_next_batch(NEXT_BATCH)
+                say(f"Publish    {stack.publish_command(os.path.relpath(file), date, *model)}")
+                say(f"           {os.path.relpath(file)}: the next day's sample batch, as a model job writes it; "
+                    "a CSV, JSON or JSONL file of yours publishes the same way")
+            else:
+                say(f"Publish    {stack.publish_command()}")
             if stack.forced_date and stack.edge_url:
                 forced = stack.forced_date
                 say(f"Forced     {forced} was published over the gate's refusal: {stack.edge_url}/d/{forced}.html, "

@@ -36,7 +36,16 @@ CATALOGUE = {
     "Drinks": ["Orange juice", "Sparkling water", "Cola", "Green tea", "Kombucha"],
     "Frozen": ["Peas", "Pizza margherita", "Vanilla ice cream", "Fish fingers"],
 }
-SIZES = ["small", "1l", "500g", "family pack", "organic", "6-pack", "value"]
+# Past the catalogue, each product comes again in a variant its shelf has ("Bananas (organic)", "Cola (6 x 330 ml)"):
+# a variant that fits every product of the category, so no label reads like a bug ("Avocados 1l").
+VARIANTS = {
+    "Dairy": ["organic", "large", "lactose-free", "value"],
+    "Bakery": ["wholemeal", "pack of 4", "large", "seeded"],
+    "Produce": ["organic", "loose", "1 kg bag", "value"],
+    "Pantry": ["organic", "value", "family size", "fair trade"],
+    "Drinks": ["6 x 330 ml", "1.5 l", "sugar-free", "organic"],
+    "Frozen": ["family size", "value", "organic", "large"],
+}
 
 
 def products(count: int) -> list[tuple[str, str, str, float]]:
@@ -46,8 +55,11 @@ def products(count: int) -> list[tuple[str, str, str, float]]:
     out = []
     for i in range(count):
         category, name = names[i % len(names)]
-        size = SIZES[(i // len(names)) % len(SIZES)]
-        label = name if i < len(names) else f"{name} {size}"
+        variants = VARIANTS[category]
+        round_ = i // len(names)  # 0: the catalogue itself, then one variant per round
+        label = name if round_ == 0 else f"{name} ({variants[(round_ - 1) % len(variants)]})"
+        if round_ > len(variants):  # past every variant: a pack size keeps labels distinct
+            label = f"{label}, pack of {round_ // len(variants) + 1}"
         out.append((f"sku-{i + 1:05d}", label, category, round(rng.lognormvariate(4.5, 0.8), 1)))
     return out
 
