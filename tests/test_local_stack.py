@@ -7,8 +7,8 @@ however the with-block ends.
 
 from __future__ import annotations
 
-import json
 import datetime
+import json
 import os
 import queue
 import signal
@@ -254,7 +254,7 @@ def test_make_run_prints_the_urls_and_the_publish_command_and_ctrl_c_stops_it(tm
         assert f"Site       {site}" in seen
         publish = next(line for line in seen if line.startswith("Publish    "))
         assert publish.startswith(f"Publish    AWS_ENDPOINT_URL={s3} AWS_ACCESS_KEY_ID=testing ")
-        tomorrow = (datetime.datetime.now(datetime.timezone.utc).date() + datetime.timedelta(days=1)).isoformat()
+        tomorrow = (datetime.datetime.now(datetime.UTC).date() + datetime.timedelta(days=1)).isoformat()
         assert publish.endswith(f"predictions-publish build/next-batch.csv --date {tomorrow} --stage local "
                                 "--model-name demand-forecast --model-version 3.2.0")
         assert get(f"{site}/api/predictions")[0] == 200
