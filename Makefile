@@ -36,7 +36,7 @@ lint: venv ## ruff over everything
 test: venv chromium lint ## everything: unit, package, local stack and browser tests
 	$(PY) -m pytest
 
-test-fast: venv ## the fast tests only (no subprocesses, servers or browser)
+test-fast: venv ## the fast tests only, in seconds: pure unit tests (no moto per test, subprocess, server or browser)
 	$(PY) -m pytest -m "not slow"
 
 run: venv ## moto S3 + sample data + chalice local (+ the site) on 127.0.0.1; Ctrl-C stops

@@ -18,6 +18,17 @@ from helpers import BUCKET, CHROMIUM, CHROMIUM_ARGS, PREFIX, PROJECT_DIR, make_d
 
 REAL_PARAMETER_NAME = _origin.parameter_name  # before origin_check_off replaces it
 
+# `make test-fast` runs what is not marked slow: pure unit tests, seconds in all. Entering moto per test costs
+# 0.1-0.3 s, so a test using these fixtures is slow by this rule; modules of servers, sockets, subprocesses or
+# moto throughout say so with `pytestmark = pytest.mark.slow`.
+MOTO_PER_TEST = frozenset({"s3", "api", "put_batch", "aws", "ssm", "s3_spy", "black_hole"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if MOTO_PER_TEST.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 if TYPE_CHECKING:
     from s3_spy import S3Spy
 

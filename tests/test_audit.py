@@ -13,6 +13,8 @@ from chalice_app.publishing import retract as retract_module
 
 from helpers import BUCKET, PREFIX
 
+pytestmark = pytest.mark.slow  # moto, sockets or timers in every test: not in make test-fast
+
 POINTER = f"{PREFIX}latest.json"
 
 

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from bench import hotspots, parsers, report, runner
 from bench.children import Target, run_child
 from bench.s3stack import MotoS3
 from chalice_app.store.batch import BatchContractError, _index_checked, _index_fast
 
 
+@pytest.mark.slow
 def test_quick_run_measures_both_apps_and_reports_every_target(tmp_path):
     cfg = runner.Config.quick(out=tmp_path)
     results = runner.run(cfg)

@@ -25,6 +25,8 @@ import pytest
 from tools import api_gateway_local, devstack
 from tools.edge import TEMPLATE_PATH, EdgeServer, start_in_thread
 
+pytestmark = pytest.mark.slow  # moto, sockets or timers in every test: not in make test-fast
+
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
 END_DATE = "2026-11-23"
 

@@ -182,6 +182,7 @@ def test_one_run_from_an_empty_account_then_a_second_run_changes_nothing(world, 
     assert {p.name: p.read_text() for p in world.glob("*.json")} == files  # config and policies untouched
 
 
+@pytest.mark.slow
 def test_dry_run_shows_the_change_set_and_creates_nothing(world, capsys):
     import boto3
 

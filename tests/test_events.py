@@ -14,6 +14,8 @@ from app import app
 
 from helpers import BUCKET
 
+pytestmark = pytest.mark.slow  # moto, sockets or timers in every test: not in make test-fast
+
 ALLOWED_KEY = re.compile(r"predictions/(latest\.json|\d{4}-\d{2}-\d{2}/predictions\.json)")
 ALLOWED_LIST = "ListObjectsV2:predictions/"
 

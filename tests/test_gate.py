@@ -16,6 +16,8 @@ from chalice_app.publishing.sample import make_batch
 
 from helpers import BUCKET, PREFIX
 
+pytestmark = pytest.mark.slow  # moto, sockets or timers in every test: not in make test-fast
+
 DAY1, DAY2 = "2026-11-22", "2026-11-23"
 
 

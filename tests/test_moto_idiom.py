@@ -23,6 +23,8 @@ from chalice_app.store import s3_http
 
 from helpers import BUCKET, PREFIX, PROJECT_DIR, make_doc
 
+pytestmark = pytest.mark.slow  # moto, sockets or timers in every test: not in make test-fast
+
 DATE = "2026-11-23"
 REAL_HTTP = s3_http.HttpS3Client._http  # before conftest's per-test routing through moto
 

@@ -14,6 +14,8 @@ from chalice_app.publishing.sample import make_batch
 
 from helpers import BUCKET, PREFIX
 
+pytestmark = pytest.mark.slow  # moto, sockets or timers in every test: not in make test-fast
+
 
 @pytest.fixture
 def queue(s3):

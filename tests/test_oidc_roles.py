@@ -162,11 +162,13 @@ def test_each_stage_can_be_created_alone():
         assert output["Condition"] == f"Create{stage.capitalize()}"
 
 
+@pytest.mark.slow
 def test_cfn_lint_passes():
     done = subprocess.run([CFN_LINT, oidc_roles.TEMPLATE_PATH], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout
 
 
+@pytest.mark.slow
 def test_the_only_actions_cfn_lint_does_not_know_are_the_listed_ones(tmp_path):
     """Without the W3037 suppression, cfn-lint names exactly UNLISTED_ACTIONS: a typo would show."""
     bare = json.loads(json.dumps(TEMPLATE))
@@ -181,6 +183,7 @@ def test_the_only_actions_cfn_lint_does_not_know_are_the_listed_ones(tmp_path):
     assert unknown == {action.split(":")[1].lower() for action in oidc_roles.UNLISTED_ACTIONS}, unknown
 
 
+@pytest.mark.slow
 def test_checkov_passes():
     assert os.path.exists(CHECKOV), "checkov is missing: run `make checkov` (its own venv, see docs/deploy.md)"
     done = subprocess.run([CHECKOV, "-f", oidc_roles.TEMPLATE_PATH, "--framework", "cloudformation", "--skip-download",

@@ -15,6 +15,8 @@ from deploy import origin_secret, stack
 
 from helpers import PROJECT_DIR
 
+pytestmark = pytest.mark.slow  # moto, sockets or timers in every test: not in make test-fast
+
 NAME = "/predictions/origin-secrets/prod"
 
 

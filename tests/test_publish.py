@@ -12,6 +12,8 @@ from chalice_app.publishing.publish import main
 
 from helpers import BUCKET, PREFIX, body
 
+pytestmark = pytest.mark.slow  # moto, sockets or timers in every test: not in make test-fast
+
 CSV = "id,label,value,lower,upper\nsku-1,Oat milk 1l,412.5,380,441.2\nsku-2,Butter,,,\nsku-3,Eggs,12,10,14\n"
 
 

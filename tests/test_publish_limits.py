@@ -19,6 +19,8 @@ from chalice_app.publishing.publish import main
 
 from helpers import BUCKET, PREFIX, PROJECT_DIR
 
+pytestmark = pytest.mark.slow  # moto, sockets or timers in every test: not in make test-fast
+
 
 def run(s3, *args: str) -> int:
     return main([*map(str, args), "--bucket", BUCKET, "--model-name", "m", "--model-version", "1",

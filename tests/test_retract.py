@@ -13,6 +13,8 @@ from chalice_app.publishing.retract import main
 
 from helpers import BUCKET, PREFIX, PROJECT_DIR
 
+pytestmark = pytest.mark.slow  # moto, sockets or timers in every test: not in make test-fast
+
 POINTER = f"{PREFIX}latest.json"
 
 

@@ -31,6 +31,8 @@ from chalice_app.store.sources import S3Source, SourceUnavailable
 
 from helpers import BUCKET, PREFIX, make_doc
 
+pytestmark = pytest.mark.slow  # moto, sockets or timers in every test: not in make test-fast
+
 DATE = "2026-11-23"
 KEY = f"{PREFIX}{DATE}/predictions.json"
 POINTER = f"{PREFIX}latest.json"

@@ -335,6 +335,7 @@ def test_a_short_body_is_incomplete_read_error_not_retried():
     server.close()
 
 
+@pytest.mark.slow
 def test_a_hanging_server_costs_attempts_times_read_timeout():
     server = FakeS3(["hang", "hang"])
     started = time.monotonic()

@@ -19,6 +19,8 @@ from chalice_app.site_trigger import event_pattern
 from helpers import BUCKET, PREFIX
 from site_helpers import Page
 
+pytestmark = pytest.mark.slow  # moto, sockets or timers in every test: not in make test-fast
+
 stage = test_site_fingerprint.stage  # the stage in moto, with the site function and a distribution
 
 

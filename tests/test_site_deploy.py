@@ -15,7 +15,8 @@ from deploy.site_deploy import Clients, DeployError, delete_site, publish_site
 
 STAGE = "dev"
 # moto's CloudFormation warns once per resource type it skips (shared/MOTO.md): expected here.
-pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse:UserWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore:Tried to parse:UserWarning"),
+              pytest.mark.slow]  # moto in every test: not in make test-fast
 
 
 class Recorder:

@@ -18,6 +18,8 @@ from chalice_app.website import rebuild
 
 from helpers import BUCKET, PREFIX, make_doc
 
+pytestmark = pytest.mark.slow  # moto, sockets or timers in every test: not in make test-fast
+
 world = test_site_rebuild.world  # the same stage in moto: three dates on the site, a fourth to publish
 
 

@@ -19,6 +19,8 @@ from chalice_app.website.render import render_site
 
 from helpers import BUCKET, PREFIX
 
+pytestmark = pytest.mark.slow  # moto, sockets or timers in every test: not in make test-fast
+
 ATOM = "{http://www.w3.org/2005/Atom}"
 
 

@@ -24,6 +24,8 @@ from chalice_app.website import build, rebuild, render
 from helpers import BUCKET, PREFIX, make_doc
 from site_helpers import Page
 
+pytestmark = pytest.mark.slow  # moto, sockets or timers in every test: not in make test-fast
+
 ROWS = 250  # three pages a date: the first, page-2, page-3
 
 

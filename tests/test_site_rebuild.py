@@ -18,6 +18,8 @@ from chalice_app.website.sync import invalidation_paths
 
 from helpers import BUCKET, PREFIX, make_doc
 
+pytestmark = pytest.mark.slow  # moto, sockets or timers in every test: not in make test-fast
+
 SITE_BUCKET = "predictions-site-test"
 DATES = ["2026-11-18", "2026-11-19", "2026-11-20"]
 NEW = "2026-11-21"

@@ -280,6 +280,7 @@ def test_the_outputs_the_deploy_reads():
         TEMPLATE["Outputs"])
 
 
+@pytest.mark.slow
 def test_cfn_lint_passes():
     result = subprocess.run([os.path.join(os.path.dirname(sys.executable), "cfn-lint"), stack_template.TEMPLATE_PATH],
                             capture_output=True, text=True, check=False)

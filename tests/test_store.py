@@ -17,6 +17,8 @@ from chalice_app.store.sources import S3Source
 
 from helpers import BUCKET, PREFIX, body
 
+pytestmark = pytest.mark.slow  # moto, sockets or timers in every test: not in make test-fast
+
 
 class Clock:
     def __init__(self) -> None:

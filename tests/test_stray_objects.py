@@ -22,6 +22,8 @@ from chalice_app.store.sources import DirSource, S3Source
 
 from helpers import BUCKET, PREFIX, make_doc
 
+pytestmark = pytest.mark.slow  # moto, sockets or timers in every test: not in make test-fast
+
 D1, D2, D3 = "2026-11-21", "2026-11-22", "2026-11-23"
 POINTER = f"{PREFIX}latest.json"
 

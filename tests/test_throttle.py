@@ -117,6 +117,7 @@ def _get(gateway, path: str = "/api/health"):
         conn.close()
 
 
+@pytest.mark.slow
 def test_past_the_burst_api_gateway_answers_429_in_the_api_error_shape_with_retry_after(throttled_gateway):
     gateway, upstream = throttled_gateway
     with ThreadPoolExecutor(12) as pool:

