@@ -50,6 +50,7 @@ class Page(HTMLParser):
         self.links: list[tuple[str, str]] = []  # (href, text)
         self.scripts: list[dict[str, str | None]] = []
         self.h1 = ""
+        self._text: list[str] = []
         self._in: list[str] = []
         self._cell: list[str] | None = None
         self._link: tuple[str, list[str]] | None = None
@@ -85,12 +86,19 @@ class Page(HTMLParser):
                 break
 
     def handle_data(self, data: str) -> None:
+        if not {"script", "style", "head"} & set(self._in):
+            self._text.append(data)
         if self._cell is not None:
             self._cell.append(data)
         if self._link is not None:
             self._link[1].append(data)
         if self._h1:
             self.h1 += data
+
+    @property
+    def text(self) -> str:
+        """The page's words as a reader sees them: tags gone, whitespace collapsed."""
+        return " ".join("".join(self._text).split())
 
     def link(self, text: str) -> str:
         """The href of the first link whose text is `text`."""

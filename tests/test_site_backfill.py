@@ -44,7 +44,7 @@ def test_an_event_for_a_backfilled_batch_puts_the_date_on_the_site(stage):
     # Its neighbours link it, and the next date now compares with it.
     assert ("/d/2026-11-19.html", "2026-11-19") in [(h, t.split()[-1]) for h, t in Page(
         stage.text("d/2026-11-18.html")).links if h == "/d/2026-11-19.html"]
-    assert "since 2026-11-19" in stage.text("d/2026-11-20/page-2.html")
+    assert "since 2026-11-19" in Page(stage.text("d/2026-11-20/page-2.html")).text
     assert change_of_row(stage, "d/2026-11-20/page-2.html", "sku-100").startswith("+100")
     assert 'data-batch-date="2026-11-20"' in stage.text("index.html")  # latest is still latest
     # The duplicate event, and the pointer's own event, change nothing more.

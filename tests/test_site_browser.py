@@ -80,8 +80,12 @@ def axe_violations(page: Page) -> list[str]:
             for v in results.response["violations"]]
 
 
-def cell(value: Any) -> str:
-    return view.cell_text(value)
+def cell(value: Any, doc: dict) -> str:
+    """A `value` cell as the page prints it: in the precision of the batch's value column."""
+    from chalice_app.store.batch import Batch
+
+    column = next(c for c in view.columns_of(Batch(doc)) if c.name == "value")
+    return view.cell_of(value, column)
 
 
 # ---- the tests ---------------------------------------------------------------------------------
@@ -107,10 +111,10 @@ def test_prerendered_page_picks_up_a_newer_batch_then_sorts_and_filters(page: Pa
     header = page.get_by_role("columnheader", name="Forecast (units)")
     header.get_by_role("button").click()
     expect(header).to_have_attribute("aria-sort", "ascending")
-    expect(rows.first.locator("td").nth(2)).to_have_text(cell(min(values)))
+    expect(rows.first.locator("td").nth(2)).to_have_text(cell(min(values), doc))
     header.get_by_role("button").click()
     expect(header).to_have_attribute("aria-sort", "descending")
-    expect(rows.first.locator("td").nth(2)).to_have_text(cell(max(values)))
+    expect(rows.first.locator("td").nth(2)).to_have_text(cell(max(values), doc))
 
     expect(page.get_by_role("navigation", name="Table pages")).to_be_hidden()  # links replaced by buttons
     page.get_by_role("button", name="Next rows").click()

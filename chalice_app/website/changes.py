@@ -7,7 +7,9 @@ import math
 from dataclasses import dataclass, field
 
 from chalice_app.store.batch import Batch
-from chalice_app.website.view import Column, finite_number, number_text
+from chalice_app.website import numbers
+from chalice_app.website.numbers import Precision
+from chalice_app.website.view import Column, finite_number
 
 DROPPED_SHOWN = 20  # dropped ids listed by name on the page; the rest are counted
 
@@ -49,7 +51,7 @@ class Changes:
         return self.deltas[n], self.pcts[n]
 
     def text(self, n: int) -> str:
-        return change_text(self.deltas[n], self.pcts[n], self.column.decimals)
+        return change_text(self.deltas[n], self.pcts[n], self.column.precision)
 
     def summary(self) -> str:
         parts = [f"{self.up:,} up", f"{self.down:,} down"]
@@ -59,18 +61,21 @@ class Changes:
         return ", ".join(parts) + f" since {self.previous_date}"
 
 
-def change_text(delta: float | str | None, pct: float | None, decimals: int | None) -> str:
-    """'+12.4 (+3.1%)', '−0.5 (−0.2%)' with a plain minus sign, '0.0 (0.0%)', 'new' or ''; the script
-    prints the same from the embedded delta and pct."""
+def change_text(delta: float | str | None, pct: float | None, precision: Precision | int | None) -> str:
+    """'+12.4 (+3.1%)', '-1,250 (-0.2%)' with a plain minus sign, '0.0 (0.0%)', 'new' or ''; the
+    delta in its column's precision (numbers.format_number, an int: that many decimals), the
+    percentage to 0.1. The script prints the same from the embedded delta and pct."""
     if isinstance(delta, str):
         return delta
     if delta is None:
         return ""
-    shown = number_text(delta, decimals)
-    sign = "+" if delta > 0 and shown.strip("0.") else ""
+    if not isinstance(precision, Precision):
+        precision = Precision(precision)
+    shown = numbers.format_number(delta, precision)
+    sign = "+" if delta > 0 and shown.strip("0.,") else ""
     out = sign + shown
     if pct is not None:
-        out += f" ({'+' if pct > 0 else ''}{number_text(pct, 1)}%)"
+        out += f" ({numbers.percent(pct)})"
     return out
 
 
@@ -103,7 +108,7 @@ def changes_of(batch: Batch, previous: Batch, columns: list[Column]) -> Changes 
 
 
 def change_column(changes: Changes) -> Column:
-    return Column("change", "Change", True, changes.column.decimals, kind="change")
+    return Column("change", "Change", True, changes.column.decimals, kind="change", digits=changes.column.digits)
 
 
 def previous_date(dates: list[str], date: str) -> str | None:

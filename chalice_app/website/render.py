@@ -29,6 +29,7 @@ from types import MappingProxyType
 from typing import Any
 
 import jinja2
+import markupsafe
 
 from chalice_app.api.limits import DEFAULT_LIMIT, MAX_LIMIT, MAX_Q_LENGTH
 from chalice_app.contract import report_key
@@ -85,6 +86,7 @@ class Renderer:
             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
         )
         self.env.filters["thousands"] = thousands
+        self.env.filters["nobr_dates"] = nobr_dates
         self.env.globals.update(asset=asset_urls.__getitem__, api_page=API_PAGE, api_base=API_BASE,
                                 dates_page=DATES_PAGE, feed_page=FEED_PAGE,
                                 openapi_url=None)  # render_site sets it when published
@@ -94,6 +96,20 @@ class Renderer:
             return self.env.get_template(template).render(**context).encode("utf-8")
         except jinja2.TemplateError as exc:
             raise BuildError(f"template {_template_location(exc, template)}: {exc}") from None
+
+
+_DATE = re.compile(r"(?<!\d)\d{4}-\d{2}-\d{2}(?!\d)")
+
+
+def nobr_dates(text: object) -> markupsafe.Markup:
+    """`text`, escaped, with each YYYY-MM-DD date in <span class="nobr">: a sentence may wrap anywhere
+    but inside a date ("2026-12-" / "02"). For generated sentences (the gate's, the change summary)."""
+    plain, parts, last = str(text), [], 0
+    for date in _DATE.finditer(plain):
+        parts += [markupsafe.escape(plain[last:date.start()]),
+                  markupsafe.Markup('<span class="nobr">{}</span>').format(date.group())]
+        last = date.end()
+    return markupsafe.Markup("").join([*parts, markupsafe.escape(plain[last:])])
 
 
 def _template_location(exc: jinja2.TemplateError, name: str) -> str:

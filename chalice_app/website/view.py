@@ -9,17 +9,19 @@ import datetime as dt
 import json
 import math
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any
 
 from chalice_app.store.batch import Batch
+from chalice_app.website import numbers
+from chalice_app.website.numbers import Precision
 
 DEFAULT_DAYS = 7
 PAGE_ROWS = 100  # rows in the HTML of each page; the rest are behind "page-<n>" links
 EMBED_MAX_ROWS = 5000  # rows the script can sort and filter in the page; bounds the page weight
 
 
-MAX_DECIMALS = 6  # a column's own precision never shows more decimals than this
+BOUNDS = ("value", "lower", "upper")  # a value and its interval: one precision for the three
 
 
 @dataclass(frozen=True)
@@ -27,8 +29,13 @@ class Column:
     name: str
     label: str
     numeric: bool
-    decimals: int | None = None  # numeric columns: every cell with this many decimals (None: as written)
+    decimals: int | None = None  # numeric columns: every cell with this many decimals (None: scientific)
     kind: str = ""  # "change": the build-time change against the previous batch
+    digits: int = numbers.SCIENTIFIC_DIGITS  # significant digits when decimals is None
+
+    @property
+    def precision(self) -> Precision:
+        return Precision(self.decimals, self.digits)
 
 
 def is_number(value: object) -> bool:
@@ -57,8 +64,20 @@ def columns_of(batch: Batch) -> list[Column]:
         for item in batch.items:
             names.update(dict.fromkeys(item))
         cols = [Column(name, name, _all_numbers(batch.items, name)) for name in names]
-    return [Column(c.name, c.label, True, column_decimals(batch.items, c.name))
-            if c.numeric and c.decimals is None else c for c in cols]
+    bounds = [c.name for c in cols if c.numeric and c.decimals is None and c.name in BOUNDS]
+    shared = precision_of_columns(batch.items, bounds) if len(bounds) > 1 else None
+    out = []
+    for c in cols:
+        if c.numeric and c.decimals is None:
+            got = shared if shared is not None and c.name in bounds else precision_of_columns(batch.items, [c.name])
+            c = Column(c.name, c.label, True, got.decimals, digits=got.digits)
+        out.append(c)
+    return out
+
+
+def precision_of_columns(items: list[dict], names: list[str]) -> Precision:
+    """One precision for the values of these columns (numbers.precision_of: the data's scale)."""
+    return numbers.precision_of(item.get(name) for item in items if isinstance(item, dict) for name in names)
 
 
 def _declared_decimals(field: dict) -> int | None:
@@ -68,50 +87,17 @@ def _declared_decimals(field: dict) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 10 else None
 
 
-def decimals_of(value: object) -> int | None:
-    """How many decimals the value shows as written (412.5 -> 1, 12 -> 0); None when it cannot be
-    written without an exponent (1e21, 1.5e-7) or is not a number."""
-    if not is_number(value):
-        return None
-    text = cell_text(value)
-    if "e" in text or "I" in text or "N" in text:
-        return None
-    return len(text.partition(".")[2])
-
-
-def column_decimals(items: list[dict], name: str) -> int | None:
-    """One precision for a numeric column: the most decimals any of its values is written with
-    (at most MAX_DECIMALS); None (each value as written) when one of them needs an exponent."""
-    most = 0
-    for item in items:
-        value = item.get(name) if isinstance(item, dict) else None
-        if value is None or not is_number(value):
-            continue
-        places = decimals_of(value)
-        if places is None:
-            return None
-        most = max(most, places)
-    return min(most, MAX_DECIMALS)
-
-
-def number_text(value: object, decimals: int | None) -> str:
-    """A cell of a numeric column: exactly `decimals` decimals, as JavaScript's toFixed prints them
-    (the exact binary value rounded half away from zero), or cell_text when there is no precision,
-    the value is not a number or toFixed would fall back to String() (|x| >= 1e21)."""
-    if decimals is None or not is_number(value):
-        return cell_text(value)
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except OverflowError:
-        return cell_text(value)
-    if not math.isfinite(number) or abs(number) >= 1e21:
-        return cell_text(value)
-    exact = Decimal(number) if number != 0 else Decimal(0)  # -0.0 prints as 0 in JavaScript
-    return f"{exact.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP):f}"
-
-
 def cell_of(value: object, column: Column) -> str:
-    return number_text(value, column.decimals) if column.numeric else cell_text(value)
+    """A cell as a reader sees it: a number of a numeric column formatted (numbers.format_number),
+    anything else as JavaScript's String() prints it (an int beyond a double: "Infinity")."""
+    if column.numeric and finite_number(value) is not None:
+        return numbers.format_number(value, column.precision)
+    return cell_text(value)
+
+
+def raw_title(value: object, column: Column) -> str | None:
+    """The raw value of a formatted number, every digit (the cell's title); None for any other cell."""
+    return cell_text(value) if column.numeric and column.kind != "change" and finite_number(value) is not None else None
 
 
 def _all_numbers(items: list[dict], name: str) -> bool:
@@ -230,6 +216,7 @@ def embedded_data(batch: Batch, columns: list[Column], changes: Any = None) -> s
     payload: dict[str, Any] = {
         "date": batch.date, "total": len(batch), "max_rows": EMBED_MAX_ROWS,
         "columns": [{"name": c.name, "numeric": c.numeric, "decimals": c.decimals,
+                     **({"digits": c.digits} if c.numeric and c.decimals is None else {}),
                      **({"kind": c.kind} if c.kind else {})} for c in columns],
         "rows": [row(n, item) for n, item in enumerate(batch.items[:EMBED_MAX_ROWS])]}
     if changes is not None:
@@ -305,12 +292,16 @@ def url_piece(text: object) -> str | None:
 
 
 def table_rows(items: list[dict], columns: list[Column], changes: Any = None, offset: int = 0) -> list[dict]:
-    """The pre-rendered rows: {"cells": [text per column], "new": id not in the previous batch}.
+    """The pre-rendered rows: {"cells": [text per column], "titles": [the raw value of a formatted
+    number, else None, per column], "new": id not in the previous batch}.
     `offset` is the index of items[0] in the batch (for its changes)."""
     rows = []
     for n, item in enumerate(items, offset):
-        cells = [cell_of(item.get(c.name), c) for c in columns if c.kind != "change"]
+        own = [c for c in columns if c.kind != "change"]
+        cells = [cell_of(item.get(c.name), c) for c in own]
+        titles = [raw_title(item.get(c.name), c) for c in own]
         if changes is not None:
             cells.append(changes.text(n))
-        rows.append({"cells": cells, "new": changes is not None and changes.deltas[n] == "new"})
+            titles.append(None)
+        rows.append({"cells": cells, "titles": titles, "new": changes is not None and changes.deltas[n] == "new"})
     return rows

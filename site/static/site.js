@@ -24,21 +24,41 @@
   const state = { date: main.dataset.batchDate, rows: data.rows, sort: -1, desc: false, q: "", page: 0 };
 
   const text = (v) => (v === null || v === undefined ? "" : String(v));
-  // Each numeric column prints with one precision, as the build did (view.number_text).
-  const fixed = (v, d) => (d === null || d === undefined || !(Math.abs(v) < 1e21) ? String(v) : v.toFixed(d));
+  // Numbers as the build prints them (chalice_app/website/numbers.py): the column's decimals with
+  // thousands separators and no "-0.0", or "1.23 × 10⁻⁷" (column.digits significant digits) when
+  // decimals is null or |v| >= 1e16. toFixed and toExponential round as numbers.py does.
+  const SUPER = { "-": "⁻", 0: "⁰", 1: "¹", 2: "²", 3: "³", 4: "⁴", 5: "⁵", 6: "⁶", 7: "⁷", 8: "⁸", 9: "⁹" };
+  function scientific(v, digits) {
+    if (v === 0) return "0";
+    const [mantissa, exp] = v.toExponential(digits - 1).split("e");
+    return `${mantissa} × 10${exp.replace("+", "").replace(/./g, (ch) => SUPER[ch])}`;
+  }
+  function num(v, c) {
+    if (!Number.isFinite(v)) return String(v);
+    if (c.decimals === null || c.decimals === undefined || !(Math.abs(v) < 1e16)) {
+      return scientific(v, c.decimals === null || c.decimals === undefined ? c.digits || 3 : 3);
+    }
+    const abs = Math.abs(v).toFixed(c.decimals);
+    const dot = abs.indexOf(".");
+    const whole = dot < 0 ? abs : abs.slice(0, dot);
+    const grouped = whole.replace(/\B(?=(\d{3})+(?!\d))/g, ",") + (dot < 0 ? "" : abs.slice(dot));
+    return (v < 0 && /[1-9]/.test(abs) ? "-" : "") + grouped;
+  }
   // changes.change_text: "+12.4 (+3.1%)", "new" or "".
-  function changeText(delta, pct, d) {
+  function changeText(delta, pct, c) {
     if (typeof delta === "string") return delta;
     if (typeof delta !== "number") return "";
-    const shown = fixed(delta, d);
+    const shown = num(delta, c);
     const sign = delta > 0 && /[1-9]/.test(shown) ? "+" : "";
-    return sign + shown + (typeof pct === "number" ? ` (${pct > 0 ? "+" : ""}${pct.toFixed(1)}%)` : "");
+    if (typeof pct !== "number") return sign + shown;
+    const p = num(pct, { decimals: 1 });
+    return `${sign}${shown} (${pct > 0 && p !== "0.0" ? "+" : ""}${p}%)`;
   }
   function cellText(row, i) {
     const c = cols[i];
     const v = row[i];
-    if (i === changeAt) return changeText(v, row[cols.length], c.decimals);
-    return c.numeric && typeof v === "number" ? fixed(v, c.decimals) : text(v);
+    if (i === changeAt) return changeText(v, row[cols.length], c);
+    return c.numeric && typeof v === "number" ? num(v, c) : text(v);
   }
   // Not toLocaleString: initialising Intl on load made the script's start-up a long task.
   const fmt = (n) => String(n).replace(/\B(?=(\d{3})+(?!\d))/g, ",");
@@ -76,9 +96,14 @@
     if (changeAt >= 0 && row[changeAt] === "new") tr.className = "new";
     cols.forEach((c, i) => {
       const cell = document.createElement(i === 0 ? "th" : "td");
-      if (i === 0) cell.scope = "row";
-      else cell.dataset.label = labels[i]; // the card's label on a phone
+      if (i === 0) {
+        cell.scope = "row";
+        if (text(row[0]).length > 16) cell.title = text(row[0]); // a long id is cut: its whole text on hover
+      } else {
+        cell.dataset.label = labels[i]; // the card's label on a phone
+      }
       if (c.numeric) cell.className = "n";
+      if (c.numeric && i !== changeAt && Number.isFinite(row[i])) cell.title = String(row[i]); // every digit
       cell.textContent = cellText(row, i); // never markup: labels are data
       tr.appendChild(cell);
     });
@@ -93,7 +118,7 @@
     $("count").textContent = shown
       ? `Rows ${fmt(start + 1)}–${fmt(start + shown)} of ${fmt(matching)}${match}`
       : `No rows${match}`;
-    $("page-label").textContent = `Page ${state.page + 1} of ${pages}`;
+    $("page-label").textContent = `Page ${fmt(state.page + 1)} of ${fmt(pages)}`;
     $("prev").disabled = state.page === 0;
     $("next").disabled = state.page >= pages - 1;
   }
@@ -112,6 +137,10 @@
       if (j === state.sort) th.setAttribute("aria-sort", state.desc ? "descending" : "ascending");
       else th.removeAttribute("aria-sort");
     });
+    // The caption says the order shown: the model's, or the column and direction sorted by.
+    $("table-order").textContent = state.sort >= 0
+      ? `, sorted by ${labels[state.sort]}, ${state.desc ? "descending" : "ascending"}`
+      : " in the model's order";
   }
 
   // ---- the view in the URL: ?sort=<column>&order=asc|desc&q=<text>&page=<n> ----
@@ -217,8 +246,8 @@
       r[changeAt] = delta;
       r[cols.length] = pct;
     });
-    return `${count.up} up, ${count.down} down${count.same ? `, ${count.same} unchanged` : ""}, `
-      + `${count.new} new, ${before.size} dropped since ${state.date}`;
+    return `${fmt(count.up)} up, ${fmt(count.down)} down${count.same ? `, ${fmt(count.same)} unchanged` : ""}, `
+      + `${fmt(count.new)} new, ${fmt(before.size)} dropped since ${state.date}`;
   }
 
   function apply(meta, items) {
@@ -226,7 +255,12 @@
     const oldRows = state.rows;
     state.rows = items.map((item) => cols.map((c) => (item[c.name] === undefined ? null : item[c.name])));
     if (changeAt >= 0) {
-      bind("changes", changed(oldRows, state.rows));
+      const summary = changed(oldRows, state.rows);
+      const at = summary.lastIndexOf(" since ") + " since ".length;
+      const since = document.createElement("span");
+      since.className = "nobr"; // the date never breaks across lines
+      since.textContent = summary.slice(at);
+      document.querySelectorAll('[data-bind="changes"]').forEach((el) => el.replaceChildren(summary.slice(0, at), since.cloneNode(true)));
       document.querySelectorAll(".dropped, .downloads").forEach((el) => { el.hidden = true; });
     }
     state.date = meta.date;
