@@ -48,7 +48,7 @@ package: venv ## chalice package for STAGE (default dev) into build/package-STAG
 	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(PY) -m deploy.chalice_cli package --stage $(STAGE) build/package-$(STAGE)
 	@ls -l build/package-$(STAGE)/deployment.zip
 
-docs: venv ## copy bench/results/latest.md into docs/performance.md (after make bench; a test fails while stale)
+docs: venv ## copy bench/results/latest.md into docs/performance.md and lighthouse.md into docs/website.md (after make bench / make lighthouse; a test fails while stale)
 	$(PY) -m bench.docs
 
 clean: ## remove builds and caches (keeps .venv)

@@ -27,8 +27,8 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
-lighthouse: venv chromium $(NODE_STAMP) ## Lighthouse 12 on a 500-prediction site via the local stack; fails below 95 or over 50 KB
-	$(PY) -m tools.lighthouse
+lighthouse: venv chromium $(NODE_STAMP) ## Lighthouse 12 (mobile and desktop) on a 500-prediction site via the local stack; fails below 95 or over 50 KB; writes bench/results/lighthouse.md
+	$(PY) -m tools.lighthouse --preset both --results bench/results/lighthouse.md
 
 .PHONY: site-follow-bench
 site-follow-bench: venv ## one 100,000-prediction publish on the local stack: files uploaded, paths invalidated, seconds to the new site

@@ -314,6 +314,12 @@ def test_the_performance_prose_does_not_retype_benchmark_figures():
                          "refer to the tables instead")
 
 
+def test_the_website_lighthouse_block_is_the_lighthouse_results_file():
+    block = bench_docs.LIGHTHOUSE
+    assert bench_docs.block_of(read(block.doc), block.begin, block.end) == bench_docs.results_text(block.results), (
+        "docs/website.md's Lighthouse block differs from bench/results/lighthouse.md: run `make docs`")
+
+
 def test_the_docs_generator_replaces_only_the_block():
     doc = f"intro\n{bench_docs.BEGIN}\nold\n{bench_docs.END}\noutro\n"
     assert bench_docs.with_block(doc, "new") == f"intro\n{bench_docs.BEGIN}\nnew\n{bench_docs.END}\noutro\n"

@@ -1,12 +1,14 @@
 """`make lighthouse`: build a site of 500 predictions, serve it like production, score it.
 
-    python -m tools.lighthouse [--count 500] [--preset mobile|desktop] [--min-score 95] [--max-kb 50]
+    python -m tools.lighthouse [--count 500] [--preset mobile|desktop|both] [--min-score 95] [--max-kb 50]
+                               [--results FILE]
 
 Runs the whole local stack (tools.devstack.local_stack: moto S3 seeded with sample batches,
 chalice local, build_site.py --stage local, the local edge on 127.0.0.1), then Lighthouse 12
 (npm, `npm ci` first) with Debian's Chromium on each page. Prints the four category scores and
 the bytes transferred, and exits 1 when a score is below --min-score or the latest page weighs
-more than --max-kb.
+more than --max-kb. --results writes the same table as markdown (`make lighthouse` writes
+bench/results/lighthouse.md, which `make docs` copies into docs/website.md).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ END_DATE = "2026-11-20"  # fixed, so runs are comparable
 @dataclass(frozen=True)
 class Score:
     path: str
+    preset: str
     scores: dict[str, int]
     transfer_bytes: int
     requests: int
@@ -68,7 +71,7 @@ def run_lighthouse(url: str, preset: str, workdir: str, save_dir: str | None = N
         return json.load(fh)
 
 
-def summarize(path: str, report: dict[str, Any]) -> Score:
+def summarize(path: str, preset: str, report: dict[str, Any]) -> Score:
     scores = {c: round(100 * (report["categories"][c]["score"] or 0)) for c in CATEGORIES}
     audits = report["audits"]
     # Only audits that count towards a score: insights and diagnostics are advice, not failures.
@@ -77,19 +80,22 @@ def summarize(path: str, report: dict[str, Any]) -> Score:
     requests = len(audits.get("network-requests", {}).get("details", {}).get("items", []))
     metrics = ", ".join(f"{name} {audits[key]['displayValue']}" for name, key in METRICS.items()
                         if audits.get(key, {}).get("displayValue"))
-    return Score(path, scores, int(audits["total-byte-weight"]["numericValue"]), requests, failing, metrics)
+    return Score(path, preset, scores, int(audits["total-byte-weight"]["numericValue"]), requests, failing, metrics)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tools.lighthouse", description=__doc__.split("\n\n")[0])
     p.add_argument("--count", type=int, default=500, help="predictions per batch (default 500)")
     p.add_argument("--days", type=int, default=3, help="days of batches (default 3)")
-    p.add_argument("--preset", choices=("mobile", "desktop"), default="mobile",
-                   help="Lighthouse's device and throttling preset (default mobile: the stricter one)")
+    p.add_argument("--preset", choices=("mobile", "desktop", "both"), default="mobile",
+                   help="Lighthouse's device and throttling preset (default mobile: the stricter one; "
+                        "both: mobile, then desktop)")
     p.add_argument("--pages", default=f"/,/d/{END_DATE}.html,/docs/api.html", help="comma-separated paths")
     p.add_argument("--min-score", type=int, default=95, help="fail below this score (default 95)")
     p.add_argument("--max-kb", type=float, default=50.0, help="fail when / transfers more (default 50 KB)")
     p.add_argument("--save", metavar="DIR", help="keep the JSON reports in DIR")
+    p.add_argument("--results", metavar="FILE", help="write the table as markdown to FILE (make lighthouse: "
+                                                     "bench/results/lighthouse.md)")
     args = p.parse_args(argv)
     if not os.path.exists(LIGHTHOUSE):
         print("lighthouse: error: node_modules/.bin/lighthouse is missing: run `npm ci`", file=sys.stderr)
@@ -107,23 +113,40 @@ def main(argv: list[str] | None = None) -> int:
                   f"serving {stack.edge_url}", flush=True)
             if args.save:
                 os.makedirs(args.save, exist_ok=True)
-            results = [summarize(path, run_lighthouse(f"{stack.edge_url}{path}", args.preset, workdir, args.save))
-                       for path in args.pages.split(",")]
+            presets = ("mobile", "desktop") if args.preset == "both" else (args.preset,)
+            results = [summarize(path, preset, run_lighthouse(f"{stack.edge_url}{path}", preset, workdir, args.save))
+                       for preset in presets for path in args.pages.split(",")]
     except RuntimeError as exc:  # the stack did not start (its log's end is in the message)
         print(f"lighthouse: error: {exc}", file=sys.stderr)
         return 1
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    return report(results, args.min_score, args.max_kb * 1024, args.preset)
+    if args.results:
+        with open(args.results, "w", encoding="utf-8") as fh:
+            fh.write(markdown(results, args.days, args.count))
+        print(f"wrote {args.results}")
+    return report(results, args.min_score, args.max_kb * 1024)
 
 
-def report(results: list[Score], min_score: int, max_bytes: float, preset: str) -> int:
-    print(f"\nLighthouse 12, {preset} preset")
-    print(f"{'page':32} {'perf':>5} {'a11y':>5} {'b-p':>5} {'seo':>5} {'transfer':>10} {'requests':>8}")
+def markdown(results: list[Score], days: int, count: int) -> str:
+    """The scores as a markdown table, for bench/results/lighthouse.md and docs/website.md."""
+    lines = [f"Lighthouse 12 on the local stack ({days} days × {count} predictions), loopback, simulated throttling:",
+             "", "| page | preset | performance | accessibility | best practices | SEO | transferred | requests |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        s = r.scores
+        lines.append(f"| `{r.path}` | {r.preset} | {s['performance']} | {s['accessibility']} | "
+                     f"{s['best-practices']} | {s['seo']} | {r.transfer_bytes / 1024:.1f} KB | {r.requests} |")
+    return "\n".join(lines) + "\n"
+
+
+def report(results: list[Score], min_score: int, max_bytes: float) -> int:
+    print("\nLighthouse 12")
+    print(f"{'page':32} {'preset':>7} {'perf':>5} {'a11y':>5} {'b-p':>5} {'seo':>5} {'transfer':>10} {'requests':>8}")
     ok = True
     for r in results:
         s = r.scores
-        print(f"{r.path:32} {s['performance']:>5} {s['accessibility']:>5} {s['best-practices']:>5} "
+        print(f"{r.path:32} {r.preset:>7} {s['performance']:>5} {s['accessibility']:>5} {s['best-practices']:>5} "
               f"{s['seo']:>5} {r.transfer_bytes / 1024:>8.1f} KB {r.requests:>8}")
         print(f"{'':32} {r.metrics}")
         if r.failing:
