@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-from chalice_app.website import numbers, render, view
+from chalice_app.website import chart, numbers, render, view
 from chalice_app.website.build import build, open_store
 from chalice_app.website.render import BuildError
 
@@ -117,16 +117,16 @@ def test_a_label_with_markup_is_shown_as_text(out: str) -> None:
 # ---- the chart ---------------------------------------------------------------------------------
 
 
-def test_chart_is_inline_svg_of_the_top_20_with_ranges(out: str, docs: list[dict]) -> None:
+def test_chart_is_inline_svg_of_the_top_values_with_ranges(out: str, docs: list[dict]) -> None:
     html = read(out, "index.html")
     svg = re.search(r"<svg .*?</svg>", html, re.S).group(0)
     assert 'role="img" aria-labelledby="chart-title chart-desc"' in svg
-    assert f'<title id="chart-title">Top 20 predicted values for {END_DATE}</title>' in svg
+    assert f'<title id="chart-title">Top {chart.CHART_TOP} predicted values for {END_DATE}</title>' in svg
     assert '<desc id="chart-desc">' in svg
     widths = [float(w) for w in re.findall(r'<rect class="bar" x="[\d.]+" y="\d+" width="([\d.]+)"', svg)]
-    assert len(widths) == 20 and widths == sorted(widths, reverse=True)
-    assert len(re.findall(r'<path class="range"', svg)) == 20
-    top = sorted(docs[-1]["predictions"], key=lambda r: -r["value"])[:20]
+    assert len(widths) == chart.CHART_TOP and widths == sorted(widths, reverse=True)
+    assert len(re.findall(r'<path class="range"', svg)) == chart.CHART_TOP
+    top = sorted(docs[-1]["predictions"], key=lambda r: -r["value"])[:chart.CHART_TOP]
     labels = [html_lib.unescape(t) for t in re.findall(r'<text class="lbl" [^>]*>([^<]*)</text>', svg)]
     # Each label whole, or cut short (…) to leave its line room for the value.
     assert all(shown == r["label"] or (shown.endswith("…") and r["label"].startswith(shown[:-1]))
