@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 
 from chalice_app.store.batch import Batch
 from chalice_app.website import numbers
-from chalice_app.website.numbers import Precision
-from chalice_app.website.view import Column, finite_number
+from chalice_app.website.numbers import Precision, finite_number
+from chalice_app.website.view import Column
 
 DROPPED_SHOWN = 20  # dropped ids listed by name on the page; the rest are counted
 

@@ -10,8 +10,8 @@ from typing import Any
 
 from chalice_app.store.batch import Batch
 from chalice_app.website import numbers
-from chalice_app.website.numbers import Precision
-from chalice_app.website.view import BOUNDS, columns_of, finite_number, precision_of_columns
+from chalice_app.website.numbers import Precision, finite_number
+from chalice_app.website.view import BOUNDS, Column, columns_of, precision_of_columns
 
 CHART_TOP = 10  # bars: the chart beside the summary on a wide screen stays about as tall as it
 _TINY = 1e-300  # spans below this draw on a unit axis (10**e would leave the normal floats)
@@ -49,6 +49,7 @@ FONT_SIZE = 13  # the largest size site.css gives .chart text (phones): every es
 EDGE = 2  # at least this many units between any text and the SVG's edge
 TICK_GAP = 8  # between two neighbouring axis labels
 LABEL_GAP = 8  # between a bar's label and its value
+MIN_LABEL = 80  # units a bar's label keeps before its value gives up the range (about 9 characters)
 AXIS_FIXED_LIMIT = 1e9  # axis labels of this size or more, or finer than 1e-6, in scientific notation
 
 @dataclass(frozen=True)
@@ -158,19 +159,17 @@ def _bar(row: tuple[dict, float, tuple[float, ...]], n: int, scale: _Scale,
             "range": range_path, "value": visible, "value_x": f"{CHART_WIDTH - EDGE}"}
 
 
-MIN_LABEL = 80  # units a bar's label keeps before its value gives up the range (about 9 characters)
-
-
-def _precisions(batch: Batch) -> dict[str, Precision]:
+def _precisions(batch: Batch, columns: list[Column]) -> dict[str, Precision]:
     """value, lower and upper as the table prints them (view.columns_of: one precision for the
     three), or from their values when the batch's declared fields leave them out."""
-    columns = {c.name: c for c in columns_of(batch) if c.numeric}
+    columns = {c.name: c for c in columns if c.numeric}
     shared = columns["value"].precision if "value" in columns else precision_of_columns(batch.items, list(BOUNDS))
     return {name: columns[name].precision if name in columns else shared for name in BOUNDS}
 
 
-def chart_of(batch: Batch, top: int = CHART_TOP) -> dict[str, Any] | None:
+def chart_of(batch: Batch, top: int = CHART_TOP, columns: list[Column] | None = None) -> dict[str, Any] | None:
     """Geometry of a horizontal bar chart of the `top` largest values, or None without values.
+    `columns`: the table's (view.columns_of), when the caller has them already.
 
     Any batch the store reads is drawn: every number is taken as a float first, and one that is
     not finite as a float (an integer of 400 digits) is left out of the chart, not a crash.
@@ -184,7 +183,7 @@ def chart_of(batch: Batch, top: int = CHART_TOP) -> dict[str, Any] | None:
         return None
     rows = sorted(rows, key=lambda row: (-row[1], row[0]["id"]))[:top]
     scale = _scale_of(rows)
-    precisions = _precisions(batch)
+    precisions = _precisions(batch, columns if columns is not None else columns_of(batch))
     bars = [_bar(row, n, scale, precisions) for n, row in enumerate(rows)]
     bottom = TOP_PAD + len(rows) * ROW_HEIGHT
     ticks = [{"x": f"{x:.1f}", "label": label} for x, label in scale.ticks()]

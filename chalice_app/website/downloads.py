@@ -10,7 +10,7 @@ import os
 import re
 
 from chalice_app.store.batch import Batch
-from chalice_app.website.view import is_number
+from chalice_app.website.numbers import is_number
 
 # The cells publishing.batch_input.parse_csv_cell would turn into numbers (the JSON number grammar):
 # text that looks like this is written quoted.

@@ -42,11 +42,16 @@ class Precision:
     digits: int = SCIENTIFIC_DIGITS
 
 
-def _finite(value: object) -> float | None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
+def is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def finite_number(value: object) -> float | None:
+    """The value as a finite float, or None (not a number, NaN, infinite, or too big for a float)."""
+    if not is_number(value):
         return None
     try:
-        number = float(value)
+        number = float(value)  # type: ignore[arg-type]
     except OverflowError:
         return None
     return number if math.isfinite(number) else None
@@ -65,7 +70,7 @@ def written_digits(x: float) -> int:
 
 def precision_of(values: Iterable[object]) -> Precision:
     """One precision for every value of a column (non-numbers and non-finite values ignored)."""
-    numbers = [x for x in map(_finite, values) if x is not None]
+    numbers = [x for x in map(finite_number, values) if x is not None]
     magnitudes = sorted(abs(x) for x in numbers if x != 0)
     if not magnitudes:
         return Precision(0)
@@ -112,7 +117,7 @@ def scientific(x: float | Decimal, digits: int, trim: bool = False) -> str:
 
 def format_number(value: object, precision: Precision) -> str:
     """How a number reads in a cell, the chart and the change column; "" for a non-number."""
-    x = value if isinstance(value, Decimal) else _finite(value)
+    x = value if isinstance(value, Decimal) else finite_number(value)
     if x is None:
         return ""
     if precision.decimals is not None and abs(x) < FIXED_LIMIT:

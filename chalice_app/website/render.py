@@ -160,7 +160,7 @@ def batch_pages(renderer: Renderer, batch: Batch, nav_dates: list[str], latest: 
             script=first, refresh=is_latest_page,
             pager=pager(batch.date, number, len(batch), first_url),
             rows=table_rows(rows, columns, changes, (number - 1) * PAGE_ROWS),
-            chart=chart_of(batch) if first else None,
+            chart=chart_of(batch, columns=columns) if first else None,
             data_json=embedded_data(batch, columns, changes) if first else None,
         )
         pages[path] = html

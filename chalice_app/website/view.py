@@ -14,7 +14,7 @@ from typing import Any
 
 from chalice_app.store.batch import Batch
 from chalice_app.website import numbers
-from chalice_app.website.numbers import Precision
+from chalice_app.website.numbers import Precision, finite_number, is_number
 
 DEFAULT_DAYS = 7
 PAGE_ROWS = 100  # rows in the HTML of each page; the rest are behind "page-<n>" links
@@ -36,21 +36,6 @@ class Column:
     @property
     def precision(self) -> Precision:
         return Precision(self.decimals, self.digits)
-
-
-def is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def finite_number(value: object) -> float | None:
-    """The value as a finite float, or None (not a number, NaN, infinite, or too big for a float)."""
-    if not is_number(value):
-        return None
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) else None
 
 
 def columns_of(batch: Batch) -> list[Column]:
