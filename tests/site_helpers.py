@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from html.parser import HTMLParser
 
 from chalice_app.publishing.sample import dates_ending, make_batch, write_folder
@@ -50,7 +51,6 @@ class Page(HTMLParser):
         self.links: list[tuple[str, str]] = []  # (href, text)
         self.scripts: list[dict[str, str | None]] = []
         self.h1 = ""
-        self._text: list[str] = []
         self._in: list[str] = []
         self._cell: list[str] | None = None
         self._link: tuple[str, list[str]] | None = None
@@ -86,8 +86,6 @@ class Page(HTMLParser):
                 break
 
     def handle_data(self, data: str) -> None:
-        if not {"script", "style", "head"} & set(self._in):
-            self._text.append(data)
         if self._cell is not None:
             self._cell.append(data)
         if self._link is not None:
@@ -95,11 +93,61 @@ class Page(HTMLParser):
         if self._h1:
             self.h1 += data
 
-    @property
-    def text(self) -> str:
-        """The page's words as a reader sees them: tags gone, whitespace collapsed."""
-        return " ".join("".join(self._text).split())
-
     def link(self, text: str) -> str:
         """The href of the first link whose text is `text`."""
         return next(href for href, label in self.links if label == text)
+
+
+BLOCKS = {"p", "div", "li", "ul", "ol", "h1", "h2", "h3", "h4", "td", "th", "tr", "caption", "table", "thead",
+          "tbody", "dt", "dd", "dl", "figcaption", "figure", "summary", "details", "section", "nav", "header",
+          "footer", "main", "body", "title", "label", "button", "text", "svg", "g", "desc"}
+CODE = {"pre", "code"}
+HIDDEN = {"script", "style"}  # not text a reader sees
+
+
+class VisibleText(HTMLParser):
+    """The text of each block of a page as a reader sees it: runs of whitespace are one space, inline
+    tags (<strong>, <span class="nobr">, <a>) add none. `code_as` stands for each <code>/<pre> (None:
+    its text), so "the <code>x</code> field" stays one sentence when only the prose matters."""
+
+    def __init__(self, html: str, code_as: str | None = None) -> None:
+        super().__init__(convert_charrefs=True)
+        self.blocks: list[str] = []
+        self._current: list[str] = []
+        self._hidden = 0
+        self._code_as = code_as
+        self.feed(html)
+        self.close()
+        self._flush()
+
+    def _flush(self) -> None:
+        text = re.sub(r"[ \t\r\n\f]+", " ", "".join(self._current)).strip(" ")
+        if text:
+            self.blocks.append(text)
+        self._current = []
+
+    def _hides(self, tag: str) -> bool:
+        return tag in HIDDEN or (tag in CODE and self._code_as is not None)
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        if self._hides(tag):
+            self._hidden += 1
+            if tag in CODE:
+                self._current.append(self._code_as or "")
+        if tag in BLOCKS:
+            self._flush()
+
+    def handle_endtag(self, tag: str) -> None:
+        if self._hides(tag):
+            self._hidden -= 1
+        if tag in BLOCKS:
+            self._flush()
+
+    def handle_data(self, data: str) -> None:
+        if not self._hidden:
+            self._current.append(data)
+
+
+def visible_text(html: str) -> str:
+    """A page's words as a reader sees them, its blocks joined by a space."""
+    return " ".join(VisibleText(html).blocks)

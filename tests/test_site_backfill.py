@@ -17,7 +17,7 @@ from chalice_app.contract import batch_key, pointer_key, report_key
 from chalice_app.site_trigger import event_pattern
 
 from helpers import BUCKET, PREFIX
-from site_helpers import Page
+from site_helpers import Page, visible_text
 
 pytestmark = pytest.mark.slow  # moto, sockets or timers in every test: not in make test-fast
 
@@ -44,7 +44,7 @@ def test_an_event_for_a_backfilled_batch_puts_the_date_on_the_site(stage):
     # Its neighbours link it, and the next date now compares with it.
     assert ("/d/2026-11-19.html", "2026-11-19") in [(h, t.split()[-1]) for h, t in Page(
         stage.text("d/2026-11-18.html")).links if h == "/d/2026-11-19.html"]
-    assert "since 2026-11-19" in Page(stage.text("d/2026-11-20/page-2.html")).text
+    assert "since 2026-11-19" in visible_text(stage.text("d/2026-11-20/page-2.html"))
     assert change_of_row(stage, "d/2026-11-20/page-2.html", "sku-100").startswith("+100")
     assert 'data-batch-date="2026-11-20"' in stage.text("index.html")  # latest is still latest
     # The duplicate event, and the pointer's own event, change nothing more.

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import xml.etree.ElementTree as ET
-from html import unescape
 
 import feedparser
 import pytest
@@ -18,6 +17,7 @@ from chalice_app.store.sources import S3Source
 from chalice_app.website.render import render_site
 
 from helpers import BUCKET, PREFIX
+from site_helpers import visible_text
 
 pytestmark = pytest.mark.slow  # moto, sockets or timers in every test: not in make test-fast
 
@@ -40,8 +40,7 @@ def site(s3):
 
 def text_of(html: bytes) -> str:
     """What a reader sees: tags out, entities decoded, spaces collapsed."""
-    inline_out = re.sub(r"</?(?:span|a|strong|em|code|abbr|time|b|i)\b[^>]*>", "", html.decode())
-    return re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", " ", inline_out)))
+    return visible_text(html.decode())
 
 
 def test_the_feed_is_atom_a_reader_accepts(site):

@@ -22,7 +22,7 @@ from chalice_app.contract import batch_key
 from chalice_app.website import build, rebuild, render
 
 from helpers import BUCKET, PREFIX, make_doc
-from site_helpers import Page
+from site_helpers import Page, visible_text
 
 pytestmark = pytest.mark.slow  # moto, sockets or timers in every test: not in make test-fast
 
@@ -99,7 +99,7 @@ def test_a_backfilled_day_renders_every_page_of_the_next_date_again(stage):
                          ("2026-11-20", 6.0)):
         stage.publish(date, factor)
     stage.run(days=4)  # 20, 19, 18, 16
-    assert "since 2026-11-16" in Page(stage.text("d/2026-11-18/page-2.html")).text
+    assert "since 2026-11-16" in visible_text(stage.text("d/2026-11-18/page-2.html"))
     before = stage.objects()
 
     stage.publish("2026-11-17", 3.0)  # the missed day: older than latest, the pointer stays
@@ -110,7 +110,7 @@ def test_a_backfilled_day_renders_every_page_of_the_next_date_again(stage):
     after = stage.objects()
     assert all(after[page] != before[page] for page in pages)  # every page, not only the first
     for page in pages:
-        words = Page(stage.text(page)).text
+        words = visible_text(stage.text(page))
         assert "since 2026-11-17" in words and "since 2026-11-16" not in words
     # Row 150 is on page 2: 150 x 4.0 against 150 x 3.0 (it was against 150 x 2.0).
     assert change_of_row(stage, "d/2026-11-18/page-2.html", "sku-150").startswith("+150")
@@ -274,7 +274,7 @@ def test_a_folder_site_keeps_what_build_site_rendered_and_renders_a_backfill_aga
     result = rebuilt("p2")  # a backfill moves no pointer; the inputs changed
     assert result.skipped is False  # 21, 20, 19, 18 on the site: 17 is not, yet 18 compares with it
     assert {"d/2026-11-18/page-2.html", "d/2026-11-18/page-3.html"} <= set(result.uploaded)
-    assert "since 2026-11-17" in Page((tmp_path / "site" / "d" / "2026-11-18" / "page-3.html").read_text()).text
+    assert "since 2026-11-17" in visible_text((tmp_path / "site" / "d" / "2026-11-18" / "page-3.html").read_text())
     assert_same_as_build_site()
     assert rebuilt("p2").skipped is True
 

@@ -22,7 +22,6 @@ import re
 import threading
 import urllib.parse
 from collections.abc import Iterator
-from html.parser import HTMLParser
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
@@ -31,7 +30,7 @@ from chalice_app.contract import report_key
 from chalice_app.publishing import sample
 
 from helpers import needs_chromium
-from site_helpers import PREFIX, build_folder, write_source
+from site_helpers import PREFIX, VisibleText, build_folder, write_source
 
 DATES = ["2026-12-01", "2026-12-02", "2026-12-03"]
 LATEST = DATES[-1]
@@ -91,47 +90,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 # ---- no stray spaces, on every page of the build (no browser) ----------------------------------------
 
-BLOCKS = {"p", "div", "li", "ul", "ol", "h1", "h2", "h3", "h4", "td", "th", "tr", "caption", "table", "thead",
-          "tbody", "dt", "dd", "dl", "figcaption", "figure", "summary", "details", "section", "nav", "header",
-          "footer", "main", "body", "title", "label", "button", "text", "svg", "g", "desc"}
-LITERAL = {"pre", "code", "script", "style"}  # code is shown as written; scripts and styles are not text
 STRAY = re.compile(r" [:,.;)!?]| {2}|\( |^ | $|\u00a0 | \u00a0")
-
-
-class VisibleText(HTMLParser):
-    """The text of each block of a page as a reader sees it: runs of whitespace are one space."""
-
-    def __init__(self, html: str) -> None:
-        super().__init__(convert_charrefs=True)
-        self.blocks: list[str] = []
-        self._current: list[str] = []
-        self._literal = 0
-        self.feed(html)
-        self.close()
-        self._flush()
-
-    def _flush(self) -> None:
-        text = re.sub(r"[ \t\r\n\f]+", " ", "".join(self._current)).strip(" ")
-        if text:
-            self.blocks.append(text)
-        self._current = []
-
-    def handle_starttag(self, tag: str, attrs: list) -> None:
-        if tag in LITERAL:
-            self._literal += 1
-            self._current.append("CODE")  # a placeholder: "the <code>x</code> field" stays one sentence
-        if tag in BLOCKS:
-            self._flush()
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in LITERAL:
-            self._literal -= 1
-        if tag in BLOCKS:
-            self._flush()
-
-    def handle_data(self, data: str) -> None:
-        if not self._literal:
-            self._current.append(data)
 
 
 def test_no_stray_spaces_in_any_generated_sentence(built: str) -> None:
@@ -140,7 +99,7 @@ def test_no_stray_spaces_in_any_generated_sentence(built: str) -> None:
     found = []
     for path in pages:
         with open(path, encoding="utf-8") as fh:
-            for block in VisibleText(fh.read()).blocks:
+            for block in VisibleText(fh.read(), code_as="CODE").blocks:
                 if STRAY.search(block):
                     found.append((os.path.relpath(path, built), block[:160]))
     assert found == []
@@ -153,9 +112,9 @@ def test_the_stray_space_check_catches_what_it_should() -> None:
     bad = ["<p><strong>1 up since 2026-12-02</strong> : the change</p>", "<p>a , b</p>", "<li>end .</li>",
            "<p>two  spaces&nbsp; here</p>", "<caption>Predictions for <span>x</span> , sorted</caption>"]
     for html in bad:
-        assert any(STRAY.search(b) for b in VisibleText(html).blocks), html
+        assert any(STRAY.search(b) for b in VisibleText(html, code_as="CODE").blocks), html
     good = "<p>Rows <code>a , b</code>: the <strong>x</strong>, then (y).</p>"
-    assert not any(STRAY.search(b) for b in VisibleText(good).blocks)
+    assert not any(STRAY.search(b) for b in VisibleText(good, code_as="CODE").blocks)
 
 
 # ---- in the browser ------------------------------------------------------------------------------------
